@@ -1,0 +1,10 @@
+#pragma once
+// The one header consumers include: #include <tapegrad/tapegrad.hpp>
+
+#include "core/error.hpp"
+#include "core/gradcheck.hpp"
+#include "core/gradcheck_registry.hpp"
+#include "core/shape.hpp"
+#include "core/tape.hpp"
+#include "core/tensor.hpp"
+#include "ops/ops.hpp"
