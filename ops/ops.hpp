@@ -3,7 +3,12 @@
 
 #include "arithmetic.hpp"
 #include "exp_log.hpp"
+#include "masked.hpp"
+#include "matmul.hpp"
+#include "normalize.hpp"
 #include "reductions.hpp"
+#include "relu.hpp"
+#include "shape_ops.hpp"
 
 namespace tapegrad {
 

@@ -1,0 +1,4 @@
+// PLACEHOLDER: replaced by this suite's tests.
+#include <doctest/doctest.h>
+
+TEST_CASE("placeholder") { CHECK(true); }
