@@ -31,6 +31,17 @@ void check_mask(std::string_view op, const Tensor& mask) {
   }
 }
 
+Tensor uniform_away_from_zero(const Shape& shape, double min_magnitude, double max_magnitude, std::uint64_t seed) {
+  Tensor values = Tensor::uniform(shape, min_magnitude, max_magnitude, seed);
+  const Tensor signs = Tensor::uniform(shape, -1.0, 1.0, seed + 1);
+  double* out = values.data<double>();
+  const double* sign = signs.data<double>();
+  for (std::int64_t i = 0; i < values.numel(); ++i) {
+    out[i] = sign[i] < 0 ? -out[i] : out[i];
+  }
+  return values;
+}
+
 std::array<std::int64_t, Shape::max_rank> broadcast_strides(const Shape& from, const Shape& to) {
   std::array<std::int64_t, Shape::max_rank> strides{};
   const auto contiguous = contiguous_strides(from);

@@ -17,6 +17,20 @@ void check_same_dtype(std::string_view op, const Tensor& a, const Tensor& b);
 // Raises DtypeError naming op unless mask is boolean.
 void check_mask(std::string_view op, const Tensor& mask);
 
+// Returns `term`, a cotangent element times a local derivative, or exactly 0 where the cotangent
+// element is 0. A structurally zero cotangent contributes nothing even where the derivative is
+// inf or NaN, so sum(where(mask, exp(x), 0)) keeps a zero gradient at an unselected entry whose
+// exp overflowed, instead of 0 · inf = NaN. Every elementwise VJP that multiplies or divides the
+// cotangent goes through this function.
+template <class T>
+constexpr T zero_if_cotangent_zero(T cotangent, T term) {
+  return cotangent == T{0} ? T{0} : term;
+}
+
+// Draws values whose magnitudes are uniform in [min_magnitude, max_magnitude) and whose signs are
+// random, in f64, for gradcheck cases that must stay away from 0 (a kink or a pole of the op).
+Tensor uniform_away_from_zero(const Shape& shape, double min_magnitude, double max_magnitude, std::uint64_t seed);
+
 // Strides, in elements, that read a tensor of shape `from` as if it had the broadcast shape `to`:
 // 0 on every axis that broadcasting repeats. `from` must broadcast to `to`.
 std::array<std::int64_t, Shape::max_rank> broadcast_strides(const Shape& from, const Shape& to);
