@@ -1,0 +1,812 @@
+#include "nt_xent_fused.hpp"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include <cblas.h>
+#include <omp.h>
+
+#include "../ops/common.hpp"
+#include "../ops/shape_ops.hpp"
+
+namespace tapegrad {
+namespace {
+
+constexpr std::string_view op_name = "nt_xent_fused";
+// The clamp of normalize: a row is divided by max(‖z‖₂, norm_eps).
+constexpr double norm_eps = 1e-12;
+
+// ---- Vectorizable exponential ------------------------------------------------------------------
+//
+// eˣ = 2ᵏ·eʳ with k = round(x·log₂e) and r = x − k·ln2 in [−ln2/2, ln2/2]. k·ln2 is subtracted in
+// two parts (Cody and Waite): ln2_high has few enough significant bits that k·ln2_high is exact.
+// eʳ is a Taylor polynomial, degree 7 in float (truncation below 6e-9 relative) and degree 12 in
+// double (below 2e-16). 2ᵏ is built from exponent bits in two factors 2^k₁·2^k₂, so results in
+// the subnormal range are rounded once and overflow still reaches +inf. Rounding to an integer
+// uses the 1.5·2^m trick (adding it leaves k in the low mantissa bits), so no float-to-integer
+// conversion happens and NaN passes through.
+
+template <class T>
+struct ExpConstants;
+
+template <>
+struct ExpConstants<float> {
+  using Bits = std::uint32_t;
+  static constexpr float lowest = -104.0F;   // e^-104 is below half the smallest subnormal: 0
+  static constexpr float highest = 89.0F;    // e^89 exceeds FLT_MAX: +inf
+  static constexpr float log2e = 1.44269504F;
+  static constexpr float ln2_high = 0.693115234375F;  // ln 2 rounded to 12 significant bits
+  static constexpr float ln2_low = 3.19461833e-05F;   // ln 2 − ln2_high
+  static constexpr float round_magic = 12582912.0F;   // 1.5·2^23
+  static constexpr Bits mantissa_bits = 23;
+  static constexpr Bits exponent_bias = 127;
+  static constexpr int degree = 7;
+};
+
+template <>
+struct ExpConstants<double> {
+  using Bits = std::uint64_t;
+  static constexpr double lowest = -746.0;  // e^-746 is below half the smallest subnormal: 0
+  static constexpr double highest = 710.0;  // e^710 exceeds DBL_MAX: +inf
+  static constexpr double log2e = 1.4426950408889634;
+  static constexpr double ln2_high = 0x1.62e42ffp-1;             // ln 2 rounded to 32 significant bits
+  static constexpr double ln2_low = -0x1.718432a1b0e26p-35;      // ln 2 − ln2_high
+  static constexpr double round_magic = 6755399441055744.0;      // 1.5·2^52
+  static constexpr Bits mantissa_bits = 52;
+  static constexpr Bits exponent_bias = 1023;
+  static constexpr int degree = 12;
+};
+
+// 2ᵏ for an integer-valued k whose biased exponent k + bias lies in [1, 2·bias].
+template <class T>
+[[gnu::always_inline]] inline T power_of_two(T k) {
+  using C = ExpConstants<T>;
+  using Bits = typename C::Bits;
+  const Bits k_bits = std::bit_cast<Bits>(k + C::round_magic) - std::bit_cast<Bits>(C::round_magic);
+  return std::bit_cast<T>((k_bits + C::exponent_bias) << C::mantissa_bits);
+}
+
+// 1/j! for j = 0 … degree, computed in double and rounded once to T.
+template <class T, int degree>
+constexpr std::array<T, degree + 1> taylor_coefficients() {
+  std::array<T, degree + 1> coefficients{};
+  double factorial = 1.0;
+  for (int j = 0; j <= degree; ++j) {
+    factorial *= j > 0 ? static_cast<double>(j) : 1.0;
+    coefficients[static_cast<std::size_t>(j)] = static_cast<T>(1.0 / factorial);
+  }
+  return coefficients;
+}
+
+template <class T>
+[[gnu::always_inline]] inline T exp_polynomial(T x) {
+  using C = ExpConstants<T>;
+  x = x < C::lowest ? C::lowest : x;
+  x = x > C::highest ? C::highest : x;
+  const T k = (x * C::log2e + C::round_magic) - C::round_magic;
+  const T r = (x - k * C::ln2_high) - k * C::ln2_low;
+
+  // Horner's rule over the coefficients 1/j!, highest degree first.
+  constexpr auto coefficients = taylor_coefficients<T, C::degree>();
+  T p = coefficients[C::degree];
+  for (int j = C::degree - 1; j >= 0; --j) {
+    p = p * r + coefficients[static_cast<std::size_t>(j)];
+  }
+
+  // Split k so that each factor is a normal number; the first product is exact.
+  const T k_first = (k * T{0.5} + C::round_magic) - C::round_magic;
+  const T k_second = k - k_first;
+  return (p * power_of_two(k_first)) * power_of_two(k_second);
+}
+
+// ---- Reductions over contiguous rows -------------------------------------------------------
+//
+// Floating-point max and sum reductions do not vectorize without -ffast-math, because the order
+// changes the result. Keeping `lanes` independent accumulators fixes an order that the compiler
+// can map onto vector registers.
+
+constexpr std::int64_t lanes = 16;
+
+template <class T>
+[[gnu::always_inline]] inline T max_of(const T* x, std::int64_t count) {
+  T partial[lanes];
+  std::fill_n(partial, lanes, -std::numeric_limits<T>::infinity());
+  std::int64_t i = 0;
+  for (; i + lanes <= count; i += lanes) {
+    for (std::int64_t k = 0; k < lanes; ++k) {
+      partial[k] = x[i + k] > partial[k] ? x[i + k] : partial[k];
+    }
+  }
+  for (; i < count; ++i) {
+    partial[0] = x[i] > partial[0] ? x[i] : partial[0];
+  }
+  T result = partial[0];
+  for (std::int64_t k = 1; k < lanes; ++k) {
+    result = partial[k] > result ? partial[k] : result;
+  }
+  return result;
+}
+
+// Σᵢ exp(x[i] − shift), accumulated in T within the row and returned as double.
+template <class T>
+[[gnu::always_inline]] inline double sum_exp_shifted(const T* x, T shift, std::int64_t count) {
+  T partial[lanes] = {};
+  std::int64_t i = 0;
+  for (; i + lanes <= count; i += lanes) {
+    for (std::int64_t k = 0; k < lanes; ++k) {
+      partial[k] += exp_polynomial(x[i + k] - shift);
+    }
+  }
+  for (; i < count; ++i) {
+    partial[0] += exp_polynomial(x[i] - shift);
+  }
+  double result = 0.0;
+  for (std::int64_t k = 0; k < lanes; ++k) {
+    result += static_cast<double>(partial[k]);
+  }
+  return result;
+}
+
+// ---- Tiles -----------------------------------------------------------------------------------
+
+std::int64_t positive_of(std::int64_t row, std::int64_t rows, Layout layout) {
+  return layout == Layout::concatenated ? (row + rows / 2) % rows : (row ^ 1);
+}
+
+// A block of rows [begin, end) of the batch.
+struct Block {
+  std::int64_t begin;
+  std::int64_t end;
+  std::int64_t size() const { return end - begin; }
+};
+
+// What every tile of one call shares.
+template <class T>
+struct TileProblem {
+  std::int64_t rows;
+  std::int64_t features;
+  const T* u;  // [rows, features], normalized rows
+  T inverse_temperature;
+  Layout layout;
+};
+
+// Writes s = u_I·u_Jᵀ / temperature into `tile` ([|I|, |J|], row-major), the transpose handed to
+// BLAS as a flag. A diagonal tile (I = J) is made exactly symmetric, so s_ab and s_ba agree bit
+// for bit, and its diagonal is set to -inf, which removes b = a from every logsumexp.
+template <class T>
+void compute_similarity_tile(const TileProblem<T>& problem, Block rows_i, Block rows_j, T* tile) {
+  const auto m = static_cast<blasint>(rows_i.size());
+  const auto n = static_cast<blasint>(rows_j.size());
+  const auto k = static_cast<blasint>(problem.features);
+  const T* u_i = problem.u + rows_i.begin * problem.features;
+  const T* u_j = problem.u + rows_j.begin * problem.features;
+  // [|I|, D]·[D, |J|] → [|I|, |J|]
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, problem.inverse_temperature, u_i, k, u_j, k, 0.0F,
+                tile, n);
+  } else {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, problem.inverse_temperature, u_i, k, u_j, k, 0.0,
+                tile, n);
+  }
+  if (rows_i.begin == rows_j.begin) {
+    for (std::int64_t i = 0; i < m; ++i) {
+      for (std::int64_t j = 0; j < i; ++j) {
+        tile[i * n + j] = tile[j * n + i];
+      }
+      tile[i * n + i] = -std::numeric_limits<T>::infinity();
+    }
+  }
+}
+
+// Running logsumexp of each row: the maximum seen so far and the sum of exp(s − maximum).
+struct RunningLogsumexp {
+  double* maximum;
+  double* sum;
+};
+
+// Folds a block of entries with maximum `block_maximum` and Σ exp(s − shift) = `block_sum`, where
+// shift = max(state maximum, block maximum), into the running state of one row.
+inline void fold(RunningLogsumexp state, std::int64_t row, double shift, double block_sum) {
+  const double previous = state.maximum[row];
+  const double rescale = previous == -std::numeric_limits<double>::infinity() ? 0.0 : std::exp(previous - shift);
+  state.sum[row] = state.sum[row] * rescale + block_sum;
+  state.maximum[row] = shift;
+}
+
+// Updates the running logsumexp of the rows of I over the columns of J and, for an off-diagonal
+// tile, of the rows of J over the rows of I (s is symmetric). Records s_a,p(a) for each row a
+// whose positive lies in the other block. `scratch` holds 2·|J| elements.
+template <class T>
+[[gnu::always_inline]] inline void accumulate_tile(const TileProblem<T>& problem, Block rows_i, Block rows_j,
+                                                   const T* tile, T* scratch, RunningLogsumexp state,
+                                                   T* positive_logits) {
+  constexpr T negative_infinity = -std::numeric_limits<T>::infinity();
+  const std::int64_t width = rows_j.size();
+
+  for (std::int64_t i = 0; i < rows_i.size(); ++i) {
+    const std::int64_t a = rows_i.begin + i;
+    const T* row = tile + i * width;
+    const T block_maximum = max_of(row, width);
+    if (block_maximum == negative_infinity) {
+      continue;  // a one-row diagonal tile: nothing but the masked diagonal
+    }
+    const T shift = std::max(static_cast<T>(state.maximum[a]), block_maximum);
+    fold(state, a, shift, sum_exp_shifted(row, shift, width));
+    const std::int64_t partner = positive_of(a, problem.rows, problem.layout);
+    if (partner >= rows_j.begin && partner < rows_j.end) {
+      positive_logits[a] = row[partner - rows_j.begin];
+    }
+  }
+  if (rows_i.begin == rows_j.begin) {
+    return;
+  }
+
+  // Rows of J, read down the columns of the tile: one vector lane per column.
+  T* column_shift = scratch;
+  T* column_sum = scratch + width;
+  std::fill_n(column_shift, width, negative_infinity);
+  for (std::int64_t i = 0; i < rows_i.size(); ++i) {
+    const T* row = tile + i * width;
+    for (std::int64_t j = 0; j < width; ++j) {
+      column_shift[j] = row[j] > column_shift[j] ? row[j] : column_shift[j];
+    }
+  }
+  for (std::int64_t j = 0; j < width; ++j) {
+    const T previous = static_cast<T>(state.maximum[rows_j.begin + j]);
+    column_shift[j] = previous > column_shift[j] ? previous : column_shift[j];
+    column_sum[j] = T{0};
+  }
+  for (std::int64_t i = 0; i < rows_i.size(); ++i) {
+    const T* row = tile + i * width;
+    for (std::int64_t j = 0; j < width; ++j) {
+      column_sum[j] += exp_polynomial(row[j] - column_shift[j]);
+    }
+  }
+  for (std::int64_t j = 0; j < width; ++j) {
+    const std::int64_t b = rows_j.begin + j;
+    fold(state, b, static_cast<double>(column_shift[j]), static_cast<double>(column_sum[j]));
+    const std::int64_t partner = positive_of(b, problem.rows, problem.layout);
+    if (partner >= rows_i.begin && partner < rows_i.end) {
+      positive_logits[b] = tile[(partner - rows_i.begin) * width + j];
+    }
+  }
+}
+
+// Overwrites the similarity tile with H_ab = w_a·exp(s_ab − lse_a) + w_b·exp(s_ab − lse_b). The
+// diagonal holds -inf, so H_aa = 0.
+template <class T>
+[[gnu::always_inline]] inline void weight_tile(Block rows_i, Block rows_j, const T* weights, const T* lse, T* tile) {
+  const std::int64_t width = rows_j.size();
+  const T* weights_j = weights + rows_j.begin;
+  const T* lse_j = lse + rows_j.begin;
+  for (std::int64_t i = 0; i < rows_i.size(); ++i) {
+    const T weight_a = weights[rows_i.begin + i];
+    const T lse_a = lse[rows_i.begin + i];
+    T* row = tile + i * width;
+    for (std::int64_t j = 0; j < width; ++j) {
+      const T s = row[j];
+      row[j] = weight_a * exp_polynomial(s - lse_a) + weights_j[j] * exp_polynomial(s - lse_j[j]);
+    }
+  }
+}
+
+// The loops above, compiled once per instruction set; the loader picks the widest the CPU has.
+#define TAPEGRAD_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+TAPEGRAD_VECTOR_CLONES void accumulate_tile_f32(const TileProblem<float>& problem, Block rows_i, Block rows_j,
+                                                const float* tile, float* scratch, RunningLogsumexp state,
+                                                float* positive_logits) {
+  accumulate_tile(problem, rows_i, rows_j, tile, scratch, state, positive_logits);
+}
+
+TAPEGRAD_VECTOR_CLONES void accumulate_tile_f64(const TileProblem<double>& problem, Block rows_i, Block rows_j,
+                                                const double* tile, double* scratch, RunningLogsumexp state,
+                                                double* positive_logits) {
+  accumulate_tile(problem, rows_i, rows_j, tile, scratch, state, positive_logits);
+}
+
+TAPEGRAD_VECTOR_CLONES void weight_tile_f32(Block rows_i, Block rows_j, const float* weights, const float* lse,
+                                            float* tile) {
+  weight_tile(rows_i, rows_j, weights, lse, tile);
+}
+
+TAPEGRAD_VECTOR_CLONES void weight_tile_f64(Block rows_i, Block rows_j, const double* weights, const double* lse,
+                                            double* tile) {
+  weight_tile(rows_i, rows_j, weights, lse, tile);
+}
+
+TAPEGRAD_VECTOR_CLONES void exp_elements_f32(const float* x, float* y, std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i) {
+    y[i] = exp_polynomial(x[i]);
+  }
+}
+
+TAPEGRAD_VECTOR_CLONES void exp_elements_f64(const double* x, double* y, std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i) {
+    y[i] = exp_polynomial(x[i]);
+  }
+}
+
+#undef TAPEGRAD_VECTOR_CLONES
+
+void accumulate_tile_dispatch(const TileProblem<float>& problem, Block rows_i, Block rows_j, const float* tile,
+                              float* scratch, RunningLogsumexp state, float* positive_logits) {
+  accumulate_tile_f32(problem, rows_i, rows_j, tile, scratch, state, positive_logits);
+}
+void accumulate_tile_dispatch(const TileProblem<double>& problem, Block rows_i, Block rows_j, const double* tile,
+                              double* scratch, RunningLogsumexp state, double* positive_logits) {
+  accumulate_tile_f64(problem, rows_i, rows_j, tile, scratch, state, positive_logits);
+}
+void weight_tile_dispatch(Block rows_i, Block rows_j, const float* weights, const float* lse, float* tile) {
+  weight_tile_f32(rows_i, rows_j, weights, lse, tile);
+}
+void weight_tile_dispatch(Block rows_i, Block rows_j, const double* weights, const double* lse, double* tile) {
+  weight_tile_f64(rows_i, rows_j, weights, lse, tile);
+}
+
+// ---- Scheduling ------------------------------------------------------------------------------
+
+// The tile pairs (I, J), I ≤ J, in row-major order, dealt round-robin to the threads: thread t
+// takes pairs t, t + threads, t + 2·threads, … The assignment depends only on the thread count,
+// so a repeated call adds the same terms in the same order and gives bit-identical results.
+class TilePairs {
+ public:
+  TilePairs(std::int64_t rows) : rows_(rows), blocks_((rows + fused_tile_rows - 1) / fused_tile_rows) {}
+
+  std::int64_t pair_count() const { return blocks_ * (blocks_ + 1) / 2; }
+
+  // Threads worth starting: one per pair at most, and one when OpenMP offers one.
+  int thread_count() const {
+    return static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), pair_count()));
+  }
+
+  Block block(std::int64_t index) const {
+    return {index * fused_tile_rows, std::min(rows_, (index + 1) * fused_tile_rows)};
+  }
+
+  // Calls visit(I, J) for pairs first, first + stride, … in order.
+  template <class Visit>
+  void for_each(std::int64_t first, std::int64_t stride, Visit&& visit) const {
+    std::int64_t i = 0;
+    std::int64_t j = 0;
+    advance(i, j, first);
+    while (i < blocks_) {
+      visit(block(i), block(j));
+      advance(i, j, stride);
+    }
+  }
+
+ private:
+  void advance(std::int64_t& i, std::int64_t& j, std::int64_t steps) const {
+    j += steps;
+    while (i < blocks_ && j >= blocks_) {
+      const std::int64_t overshoot = j - blocks_;
+      ++i;
+      j = i + overshoot;
+    }
+  }
+
+  std::int64_t rows_;
+  std::int64_t blocks_;
+};
+
+// Sets OpenBLAS to one thread while OpenMP threads each call BLAS on their own tiles, so that the
+// two thread pools do not oversubscribe the cores, and restores the previous count at scope exit.
+// NOTE: the OpenBLAS thread count is process-wide, so BLAS calls of other threads in that window
+// run single-threaded too (more slowly, never wrongly).
+class SingleThreadedBlas {
+ public:
+  explicit SingleThreadedBlas(int omp_threads) {
+    if (omp_threads > 1) {
+      previous_ = openblas_get_num_threads();
+      if (previous_ > 1) {
+        openblas_set_num_threads(1);
+      }
+    }
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+  ~SingleThreadedBlas() {
+    if (previous_ > 1) {
+      openblas_set_num_threads(previous_);
+    }
+  }
+
+ private:
+  int previous_ = 0;
+};
+
+// ---- Forward ---------------------------------------------------------------------------------
+
+// Writes u_a = z_a / max(‖z_a‖₂, norm_eps) and the unclamped norms ‖z_a‖₂, summed in double.
+template <class T>
+void normalize_rows(const Tensor& z, Tensor& u, Tensor& norms) {
+  const std::int64_t rows = z.size(0);
+  const std::int64_t features = z.size(1);
+  const T* in = z.data<T>();
+  T* out = u.data<T>();
+  double* norm = norms.data<double>();
+  for (std::int64_t a = 0; a < rows; ++a) {
+    const T* row = in + a * features;
+    double squares = 0.0;
+    for (std::int64_t k = 0; k < features; ++k) {
+      squares += static_cast<double>(row[k]) * static_cast<double>(row[k]);
+    }
+    norm[a] = std::sqrt(squares);
+    const double divisor = std::max(norm[a], norm_eps);
+    for (std::int64_t k = 0; k < features; ++k) {
+      out[a * features + k] = static_cast<T>(static_cast<double>(row[k]) / divisor);
+    }
+  }
+}
+
+struct ForwardResult {
+  Tensor value;  // the reduced loss, or the per-anchor losses for Reduction::none
+  Tensor u;      // [R, D] normalized rows, z's dtype
+  Tensor norms;  // [R] f64, ‖z_a‖₂ before the clamp
+  Tensor lse;    // [R] f64, logsumexp_{b ≠ a} s_ab
+};
+
+template <class T>
+ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options) {
+  const std::int64_t rows = z.size(0);
+  const std::int64_t features = z.size(1);
+  const Dtype dtype = z.dtype();
+  ForwardResult result{.value = {},
+                       .u = tape.allocate({rows, features}, dtype),
+                       .norms = tape.allocate({rows}, Dtype::f64),
+                       .lse = tape.allocate({rows}, Dtype::f64)};
+  normalize_rows<T>(z, result.u, result.norms);
+
+  const TilePairs pairs(rows);
+  const int threads = pairs.thread_count();
+  const std::int64_t tile_elements = fused_tile_rows * fused_tile_rows + 2 * fused_tile_rows;
+  Tensor states = tape.allocate({threads, 2, rows}, Dtype::f64);
+  Tensor tiles = tape.allocate({threads, tile_elements}, dtype);
+  Tensor positive_logits = tape.allocate({rows}, dtype);
+  double* state_data = states.data<double>();
+  std::fill_n(state_data, 2 * threads * rows, 0.0);
+  for (int t = 0; t < threads; ++t) {
+    std::fill_n(state_data + 2 * t * rows, rows, -std::numeric_limits<double>::infinity());
+  }
+
+  const TileProblem<T> problem{.rows = rows,
+                               .features = features,
+                               .u = result.u.template data<T>(),
+                               .inverse_temperature = static_cast<T>(1.0 / options.temperature),
+                               .layout = options.layout};
+  T* tile_data = tiles.data<T>();
+  T* positives = positive_logits.data<T>();
+  {
+    const SingleThreadedBlas blas_guard(threads);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+      const int t = omp_get_thread_num();
+      T* tile = tile_data + t * tile_elements;
+      T* scratch = tile + fused_tile_rows * fused_tile_rows;
+      const RunningLogsumexp state{state_data + 2 * t * rows, state_data + (2 * t + 1) * rows};
+      pairs.for_each(t, omp_get_num_threads(), [&](Block rows_i, Block rows_j) {
+        compute_similarity_tile(problem, rows_i, rows_j, tile);
+        accumulate_tile_dispatch(problem, rows_i, rows_j, tile, scratch, state, positives);
+      });
+    }
+  }
+
+  // Merge the threads' running sums: lse = M + log Σ_t sum_t·exp(max_t − M), M = max_t max_t.
+  double* lse = result.lse.data<double>();
+  for (std::int64_t a = 0; a < rows; ++a) {
+    double maximum = -std::numeric_limits<double>::infinity();
+    for (int t = 0; t < threads; ++t) {
+      maximum = std::max(maximum, state_data[2 * t * rows + a]);
+    }
+    double sum = 0.0;
+    for (int t = 0; t < threads; ++t) {
+      const double thread_maximum = state_data[2 * t * rows + a];
+      if (thread_maximum != -std::numeric_limits<double>::infinity()) {
+        sum += state_data[(2 * t + 1) * rows + a] * std::exp(thread_maximum - maximum);
+      }
+    }
+    lse[a] = maximum + std::log(sum);
+  }
+
+  // l_a = lse_a − s_a,p(a). With N = 1 the positive is the only term, so lse_a = s_a,p(a) exactly.
+  if (options.reduction == Reduction::none) {
+    result.value = tape.allocate({rows}, dtype);
+    T* losses = result.value.template data<T>();
+    for (std::int64_t a = 0; a < rows; ++a) {
+      losses[a] = static_cast<T>(lse[a] - static_cast<double>(positives[a]));
+    }
+  } else {
+    double total = 0.0;
+    for (std::int64_t a = 0; a < rows; ++a) {
+      total += lse[a] - static_cast<double>(positives[a]);
+    }
+    if (options.reduction == Reduction::mean) {
+      total /= static_cast<double>(rows);
+    }
+    result.value = tape.allocate({}, dtype);
+    *result.value.template data<T>() = static_cast<T>(total);
+  }
+  return result;
+}
+
+// ---- Backward --------------------------------------------------------------------------------
+
+// Options travel to the VJP in OpAttributes: the temperature in `scalar`, the layout in `integer`
+// and the reduction in `axis`.
+OpAttributes encode_options(const NtXentOptions& options) {
+  return {.axis = static_cast<std::int64_t>(options.reduction),
+          .keepdim = false,
+          .scalar = options.temperature,
+          .integer = static_cast<std::int64_t>(options.layout)};
+}
+
+template <class T>
+void backward(VjpContext& context) {
+  const Tensor& u_tensor = context.saved(0);
+  const Tensor& norms_tensor = context.saved(1);
+  const Tensor& lse_tensor = context.saved(2);
+  const Tensor& cotangent = context.cotangent();
+  const OpAttributes& attributes = context.attributes();
+  const double temperature = attributes.scalar;
+  const auto layout = static_cast<Layout>(attributes.integer);
+  const auto reduction = static_cast<Reduction>(attributes.axis);
+  const std::int64_t rows = u_tensor.size(0);
+  const std::int64_t features = u_tensor.size(1);
+  const Dtype dtype = u_tensor.dtype();
+
+  // w_a, the cotangent of l_a, and lse in T for the tile loops.
+  Tensor weights_tensor = context.allocate({rows}, dtype);
+  Tensor lse_t_tensor = context.allocate({rows}, dtype);
+  T* weights = weights_tensor.data<T>();
+  T* lse = lse_t_tensor.data<T>();
+  const T* seed = cotangent.data<T>();
+  const double* lse_f64 = lse_tensor.data<double>();
+  for (std::int64_t a = 0; a < rows; ++a) {
+    switch (reduction) {
+      case Reduction::mean: weights[a] = static_cast<T>(static_cast<double>(seed[0]) / static_cast<double>(rows)); break;
+      case Reduction::sum: weights[a] = seed[0]; break;
+      case Reduction::none: weights[a] = seed[a]; break;
+    }
+    lse[a] = static_cast<T>(lse_f64[a]);
+  }
+
+  const TilePairs pairs(rows);
+  const int threads = pairs.thread_count();
+  // Thread 0 accumulates Ū straight into the gradient buffer, the others into their own.
+  Tensor gradient = context.allocate({rows, features}, dtype);
+  Tensor extra_gradients;
+  if (threads > 1) {
+    extra_gradients = context.allocate({threads - 1, rows, features}, dtype);
+    std::fill_n(extra_gradients.data<T>(), (threads - 1) * rows * features, T{0});
+  }
+  std::fill_n(gradient.data<T>(), rows * features, T{0});
+  Tensor tiles = context.allocate({threads, fused_tile_rows * fused_tile_rows}, dtype);
+
+  const T* u = u_tensor.data<T>();
+  const TileProblem<T> problem{.rows = rows,
+                               .features = features,
+                               .u = u,
+                               .inverse_temperature = static_cast<T>(1.0 / temperature),
+                               .layout = layout};
+  T* gradient_data = gradient.data<T>();
+  T* extra_data = threads > 1 ? extra_gradients.data<T>() : nullptr;
+  T* tile_data = tiles.data<T>();
+  {
+    const SingleThreadedBlas blas_guard(threads);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+      const int t = omp_get_thread_num();
+      T* tile = tile_data + t * fused_tile_rows * fused_tile_rows;
+      T* u_bar = t == 0 ? gradient_data : extra_data + (t - 1) * rows * features;
+      const auto k = static_cast<blasint>(features);
+      pairs.for_each(t, omp_get_num_threads(), [&](Block rows_i, Block rows_j) {
+        compute_similarity_tile(problem, rows_i, rows_j, tile);
+        weight_tile_dispatch(rows_i, rows_j, weights, lse, tile);
+        const auto m = static_cast<blasint>(rows_i.size());
+        const auto n = static_cast<blasint>(rows_j.size());
+        T* u_bar_i = u_bar + rows_i.begin * features;
+        T* u_bar_j = u_bar + rows_j.begin * features;
+        const T* u_i = u + rows_i.begin * features;
+        const T* u_j = u + rows_j.begin * features;
+        // Ū_I += H_IJ·U_J: [|I|, |J|]·[|J|, D] → [|I|, D]
+        // Ū_J += H_IJᵀ·U_I: [|J|, |I|]·[|I|, D] → [|J|, D], H read transposed through the flag.
+        if constexpr (std::is_same_v<T, float>) {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0F, tile, n, u_j, k, 1.0F, u_bar_i, k);
+          if (rows_i.begin != rows_j.begin) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0F, tile, n, u_i, k, 1.0F, u_bar_j, k);
+          }
+        } else {
+          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0, tile, n, u_j, k, 1.0, u_bar_i, k);
+          if (rows_i.begin != rows_j.begin) {
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0, tile, n, u_i, k, 1.0, u_bar_j, k);
+          }
+        }
+      });
+    }
+  }
+
+  // ū = (Σ_t Ū_t − q) / temperature with q_a = (w_a + w_p(a))·u_p(a), then the VJP of normalize,
+  // row by row in place.
+  const double* norms = norms_tensor.data<double>();
+  const T inverse_temperature = static_cast<T>(1.0 / temperature);
+  for (std::int64_t a = 0; a < rows; ++a) {
+    T* row = gradient_data + a * features;
+    for (int t = 1; t < threads; ++t) {
+      const T* other = extra_data + ((t - 1) * rows + a) * features;
+      for (std::int64_t k = 0; k < features; ++k) {
+        row[k] += other[k];
+      }
+    }
+    const std::int64_t partner = positive_of(a, rows, layout);
+    const T pair_weight = weights[a] + weights[partner];
+    const T* u_partner = u + partner * features;
+    for (std::int64_t k = 0; k < features; ++k) {
+      row[k] = (row[k] - pair_weight * u_partner[k]) * inverse_temperature;
+    }
+    const T* u_a = u + a * features;
+    if (norms[a] > norm_eps) {
+      double projection = 0.0;
+      for (std::int64_t k = 0; k < features; ++k) {
+        projection += static_cast<double>(u_a[k]) * static_cast<double>(row[k]);
+      }
+      const double inverse_norm = 1.0 / norms[a];
+      for (std::int64_t k = 0; k < features; ++k) {
+        row[k] = static_cast<T>((static_cast<double>(row[k]) - static_cast<double>(u_a[k]) * projection) * inverse_norm);
+      }
+    } else {
+      for (std::int64_t k = 0; k < features; ++k) {
+        row[k] = static_cast<T>(static_cast<double>(row[k]) / norm_eps);
+      }
+    }
+  }
+  context.accumulate(0, std::move(gradient));
+}
+
+void nt_xent_fused_vjp(VjpContext& context) {
+  if (!context.needs_grad(0)) {
+    return;
+  }
+  dispatch_floating(context.saved(0).dtype(), [&](auto zero) { backward<decltype(zero)>(context); });
+}
+
+// ---- Argument checks -------------------------------------------------------------------------
+
+void check_arguments(const Tensor& z, const NtXentOptions& options) {
+  if (!is_floating(z.dtype())) {
+    raise<DtypeError>(op_name, "embeddings must be f32 or f64", "z of dtype {} and shape {}", z.dtype(), z.shape());
+  }
+  if (z.rank() != 2) {
+    raise<ShapeError>(op_name, "embeddings must be 2-D (one row per sample)", "z of shape {}", z.shape());
+  }
+  if (z.size(0) == 0) {
+    raise<ShapeError>(op_name, "the batch must not be empty", "z of shape {}", z.shape());
+  }
+  if (z.size(1) == 0) {
+    raise<ShapeError>(op_name, "each row needs at least one feature", "z of shape {}", z.shape());
+  }
+  if (z.size(0) % 2 != 0) {
+    raise<ShapeError>(op_name, "z must have an even number of rows (2N: two views of N samples)", "z of shape {}",
+                      z.shape());
+  }
+  if (!(options.temperature > 0.0) || !std::isfinite(options.temperature)) {
+    raise<ValueError>(op_name, "the temperature must be positive and finite", "temperature {}", options.temperature);
+  }
+  if (options.layout != Layout::concatenated && options.layout != Layout::interleaved) {
+    raise<ValueError>(op_name, "the layout must be concatenated or interleaved", "layout value {}",
+                      static_cast<int>(options.layout));
+  }
+  if (options.reduction != Reduction::mean && options.reduction != Reduction::sum &&
+      options.reduction != Reduction::none) {
+    raise<ValueError>(op_name, "the reduction must be mean, sum or none", "reduction value {}",
+                      static_cast<int>(options.reduction));
+  }
+}
+
+}  // namespace
+
+Var nt_xent_fused(const Var& z, const NtXentOptions& options) {
+  Tape& tape = common_tape(op_name, {z});
+  const Tensor& embeddings = z.value();
+  check_arguments(embeddings, options);
+  ForwardResult result = dispatch_floating(embeddings.dtype(), [&](auto zero) {
+    return forward<decltype(zero)>(tape, embeddings, options);
+  });
+  return tape.record(op_name, std::move(result.value), {z}, nt_xent_fused_vjp,
+                     {result.u, result.norms, result.lse}, encode_options(options));
+}
+
+namespace detail {
+
+void exp_elements(const float* x, float* y, std::int64_t count) { exp_elements_f32(x, y, count); }
+void exp_elements(const double* x, double* y, std::int64_t count) { exp_elements_f64(x, y, count); }
+
+}  // namespace detail
+
+}  // namespace tapegrad
+
+namespace tapegrad {
+
+namespace {
+
+// Names for case labels, kept here so that this file does not depend on the composed path.
+std::string_view layout_label(Layout layout) {
+  return layout == Layout::concatenated ? "concatenated" : "interleaved";
+}
+
+std::string_view reduction_label(Reduction reduction) {
+  switch (reduction) {
+    case Reduction::mean: return "mean";
+    case Reduction::sum: return "sum";
+    case Reduction::none: return "none";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+void register_nt_xent_fused_cases(GradcheckRegistry& registry) {
+  struct Size {
+    std::int64_t n;
+    std::int64_t d;
+    double temperature;
+  };
+  // N from 1 (no negatives, loss and gradient exactly 0) to 8, D from 1 (every normalized row is
+  // ±1) to 16, temperatures 0.05 to 2, each in every layout and reduction.
+  const Size sizes[] = {{1, 3, 0.5}, {2, 1, 1.0}, {3, 4, 0.5}, {4, 2, 2.0}, {5, 16, 0.05}, {8, 6, 0.2}};
+  const Layout layouts[] = {Layout::concatenated, Layout::interleaved};
+  const Reduction reductions[] = {Reduction::mean, Reduction::sum, Reduction::none};
+  std::uint64_t seed = 101;
+  for (const Size& size : sizes) {
+    for (Layout layout : layouts) {
+      for (Reduction reduction : reductions) {
+        const NtXentOptions options{.temperature = size.temperature, .layout = layout, .reduction = reduction};
+        registry.add({
+            .op = std::string(op_name),
+            .name = fmt::format("{}_{}_n{}_d{}_t{}", layout_label(layout), reduction_label(reduction), size.n,
+                                size.d, size.temperature),
+            .inputs = {{.shape = {2 * size.n, size.d}}},
+            .function = [options](std::span<const Var> inputs) { return nt_xent_fused(inputs[0], options); },
+            .seed = seed++,
+        });
+      }
+    }
+  }
+
+  // One row of features: its normalized value is ±1 and every logit is ±1/temperature.
+  registry.add({
+      .op = std::string(op_name),
+      .name = "one_column_n4",
+      .inputs = {{.shape = {8, 1}, .values = detail::uniform_away_from_zero({8, 1}, 0.2, 1.5, 7)}},
+      .function = [](std::span<const Var> inputs) { return nt_xent_fused(inputs[0], {.temperature = 0.3}); },
+      .override_reason = "values kept away from 0, where x/|x| jumps from -1 to 1",
+  });
+
+  // A zero row is a constant: normalize is not differentiable at the zero vector for any step
+  // larger than its eps (1e-12), so only the other rows are checked.
+  registry.add({
+      .op = std::string(op_name),
+      .name = "zero_row_constant",
+      .inputs = {{.shape = {5, 4}}, {.shape = {1, 4}, .differentiable = false, .values = Tensor::zeros({1, 4})}},
+      .function = [](std::span<const Var> inputs) { return nt_xent_fused(concat({inputs[0], inputs[1]}, 0)); },
+  });
+
+  // More rows than one tile (2·131 = 262 > 256): off-diagonal and ragged tiles, and the pairs
+  // split between threads when OpenMP has more than one.
+  for (Layout layout : layouts) {
+    registry.add({
+        .op = std::string(op_name),
+        .name = fmt::format("two_tiles_{}_sum", layout_label(layout)),
+        .inputs = {{.shape = {2 * (fused_tile_rows / 2 + 3), 2}}},
+        .function = [layout](std::span<const Var> inputs) {
+          return nt_xent_fused(inputs[0], {.temperature = 0.5, .layout = layout, .reduction = Reduction::sum});
+        },
+    });
+  }
+}
+
+}  // namespace tapegrad
