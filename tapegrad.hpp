@@ -1,9 +1,11 @@
 #pragma once
 // The one header consumers include: #include <tapegrad/tapegrad.hpp>
 
+#include "core/adam.hpp"
 #include "core/error.hpp"
 #include "core/gradcheck.hpp"
 #include "core/gradcheck_registry.hpp"
+#include "core/graph_export.hpp"
 #include "core/shape.hpp"
 #include "core/tape.hpp"
 #include "core/tensor.hpp"
