@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "core/gradcheck.hpp"
 #include "core/gradcheck_registry.hpp"
+#include "core/gradcheck_tool.hpp"
 #include "core/graph_export.hpp"
 #include "core/shape.hpp"
 #include "core/tape.hpp"

@@ -1,0 +1,356 @@
+#include "gradcheck_tool.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include "gradcheck.hpp"
+
+namespace tapegrad {
+namespace {
+
+struct ToolOptions {
+  std::vector<std::string> ops;
+  bool list = false;
+  std::string format = "table";
+  GradcheckOptions check;
+};
+
+// The outcome of one case: its result, or the message of the error it raised.
+struct CaseOutcome {
+  const GradcheckCase* gradcheck_case = nullptr;
+  GradcheckResult result;
+  std::string error;
+
+  bool passed() const { return error.empty() && result.passed(); }
+};
+
+std::string describe_inputs(const GradcheckCase& gradcheck_case) {
+  std::vector<std::string> inputs;
+  for (const GradcheckInput& input : gradcheck_case.inputs) {
+    const Shape shape = input.values ? input.values->shape() : input.shape;
+    const Dtype dtype = input.values ? input.values->dtype() : input.dtype;
+    inputs.push_back(fmt::format("{} {}{}", shape, dtype, input.differentiable ? "" : " constant"));
+  }
+  return fmt::format("{}", fmt::join(inputs, ", "));
+}
+
+// The input report that decides the verdict: a failing one if any, else the closest to failing.
+const GradcheckInputReport* worst_input(const GradcheckResult& result) {
+  const GradcheckInputReport* worst = nullptr;
+  for (const GradcheckInputReport& report : result.inputs) {
+    const auto key = [](const GradcheckInputReport& r) {
+      return std::pair(r.verdict != GradcheckVerdict::passed, r.abs_error / r.tolerance);
+    };
+    if (worst == nullptr || key(report) > key(*worst)) {
+      worst = &report;
+    }
+  }
+  return worst;
+}
+
+// The verdict column: the verdict and where it applies.
+std::string describe_verdict(const CaseOutcome& outcome) {
+  if (!outcome.error.empty()) {
+    return fmt::format("error: {}", outcome.error);
+  }
+  const GradcheckResult& result = outcome.result;
+  std::string text(verdict_name(result.verdict));
+  const GradcheckInputReport* worst = worst_input(result);
+  if (result.verdict == GradcheckVerdict::non_differentiable_point && worst != nullptr) {
+    text += fmt::format(" at input {}, elements {}", worst->input, fmt::join(worst->non_differentiable_elements, ", "));
+  } else if (result.verdict != GradcheckVerdict::passed && result.verdict != GradcheckVerdict::invariant_broken &&
+             worst != nullptr) {
+    text += fmt::format(" at input {}, element [{}]", worst->input, fmt::join(worst->multi_index, ", "));
+  } else if (result.verdict == GradcheckVerdict::invariant_broken && !result.broken_invariants.empty()) {
+    text += fmt::format(" ({} of them)", result.broken_invariants.size());
+  }
+  if (result.upcast_from_f32) {
+    text += " (f32 inputs checked in f64)";
+  }
+  return text;
+}
+
+std::string describe_mode(const CaseOutcome& outcome) {
+  const GradcheckResult& result = outcome.result;
+  if (result.fell_back_to_full) {
+    return "fast>full";
+  }
+  return std::string(mode_name(result.mode));
+}
+
+// ---- Table -------------------------------------------------------------------------------------
+
+void write_table(std::ostream& out, const ToolOptions& options, const std::vector<CaseOutcome>& outcomes) {
+  out << fmt::format("gradcheck: {} mode, seed {}, eps {:g}, atol {:g}, rtol {:g} (a case's own override of eps, "
+                     "atol or rtol, which states its reason, replaces these)\n",
+                     mode_name(options.check.mode), options.check.seed, options.check.eps, options.check.atol,
+                     options.check.rtol);
+  std::size_t op_width = 2;
+  std::size_t case_width = 4;
+  for (const CaseOutcome& outcome : outcomes) {
+    op_width = std::max(op_width, outcome.gradcheck_case->op.size());
+    case_width = std::max(case_width, outcome.gradcheck_case->name.size());
+  }
+  out << fmt::format("{:<{}}  {:<{}}  {:<9}  {:>13}  {:>13}  {}\n", "op", op_width, "case", case_width, "mode",
+                     "max abs error", "max rel error", "verdict");
+  std::int64_t passed = 0;
+  for (const CaseOutcome& outcome : outcomes) {
+    const GradcheckCase& gradcheck_case = *outcome.gradcheck_case;
+    const bool ran = outcome.error.empty();
+    out << fmt::format("{:<{}}  {:<{}}  {:<9}  {:>13}  {:>13}  {}\n", gradcheck_case.op, op_width,
+                       gradcheck_case.name, case_width, ran ? describe_mode(outcome) : "-",
+                       ran ? fmt::format("{:.3e}", outcome.result.max_abs_error()) : "-",
+                       ran ? fmt::format("{:.3e}", outcome.result.max_rel_error()) : "-", describe_verdict(outcome));
+    if (outcome.passed()) {
+      ++passed;
+    } else if (ran) {
+      // The details of a failure, indented under its line: the first line of the report repeats
+      // the table line, so it is left out.
+      const std::string report = format_report(outcome.result);
+      out << report.substr(report.find('\n') + 1);
+    }
+  }
+  out << fmt::format("{} passed, {} failed\n", passed, static_cast<std::int64_t>(outcomes.size()) - passed);
+}
+
+// ---- JSON --------------------------------------------------------------------------------------
+
+nlohmann::json input_report_json(const GradcheckInputReport& report) {
+  return {
+      {"input", report.input},
+      {"verdict", verdict_name(report.verdict)},
+      {"flat_index", report.flat_index},
+      {"multi_index", report.multi_index},
+      {"output_index", report.output_index},
+      {"numerical", report.numerical},
+      {"analytical", report.analytical},
+      {"forward_difference", report.forward_difference},
+      {"backward_difference", report.backward_difference},
+      {"abs_error", report.abs_error},
+      {"rel_error", report.rel_error},
+      {"tolerance", report.tolerance},
+      {"max_abs_error", report.max_abs_error},
+      {"max_rel_error", report.max_rel_error},
+      {"failed_entries", report.failed_entries},
+      {"non_differentiable_elements", report.non_differentiable_elements},
+  };
+}
+
+nlohmann::json case_json(const CaseOutcome& outcome) {
+  const GradcheckCase& gradcheck_case = *outcome.gradcheck_case;
+  nlohmann::json record = {{"op", gradcheck_case.op}, {"case", gradcheck_case.name}, {"passed", outcome.passed()}};
+  if (!outcome.error.empty()) {
+    record["verdict"] = "error";
+    record["error"] = outcome.error;
+    return record;
+  }
+  const GradcheckResult& result = outcome.result;
+  record["mode"] = mode_name(result.mode);
+  record["fell_back_to_full"] = result.fell_back_to_full;
+  record["verdict"] = verdict_name(result.verdict);
+  record["max_abs_error"] = result.max_abs_error();
+  record["max_rel_error"] = result.max_rel_error();
+  if (const GradcheckInputReport* worst = worst_input(result)) {
+    record["worst_index"] = {{"input", worst->input},
+                             {"flat_index", worst->flat_index},
+                             {"multi_index", worst->multi_index},
+                             {"output_index", worst->output_index}};
+    record["numerical"] = worst->numerical;
+    record["analytical"] = worst->analytical;
+  } else {
+    // Fast mode without a fallback compares one projection, which has no element.
+    record["worst_index"] = nullptr;
+    record["numerical"] = result.projection_numerical;
+    record["analytical"] = result.projection_analytical;
+  }
+  if (result.mode == GradcheckMode::fast) {
+    record["projection"] = {{"numerical", result.projection_numerical},
+                            {"analytical", result.projection_analytical},
+                            {"tolerance", result.projection_tolerance}};
+  }
+  record["eps"] = result.eps;
+  record["atol"] = result.atol;
+  record["rtol"] = result.rtol;
+  record["seed"] = result.seed;
+  record["upcast_from_f32"] = result.upcast_from_f32;
+  record["inputs"] = nlohmann::json::array();
+  for (const GradcheckInputReport& report : result.inputs) {
+    record["inputs"].push_back(input_report_json(report));
+  }
+  record["broken_invariants"] = result.broken_invariants;
+  record["notes"] = result.notes;
+  return record;
+}
+
+void write_json(std::ostream& out, const ToolOptions& options, const std::vector<CaseOutcome>& outcomes) {
+  nlohmann::json document = {{"mode", mode_name(options.check.mode)},
+                             {"seed", options.check.seed},
+                             {"eps", options.check.eps},
+                             {"atol", options.check.atol},
+                             {"rtol", options.check.rtol},
+                             {"cases", nlohmann::json::array()}};
+  std::int64_t passed = 0;
+  for (const CaseOutcome& outcome : outcomes) {
+    document["cases"].push_back(case_json(outcome));
+    passed += outcome.passed() ? 1 : 0;
+  }
+  document["passed"] = passed;
+  document["failed"] = static_cast<std::int64_t>(outcomes.size()) - passed;
+  // NaN and infinity have no JSON form, and nlohmann::json writes them as null.
+  out << document.dump(2) << '\n';
+}
+
+// ---- --list ------------------------------------------------------------------------------------
+
+void write_list(std::ostream& out, const ToolOptions& options, const std::vector<const GradcheckCase*>& cases) {
+  if (options.format == "json") {
+    nlohmann::json list = nlohmann::json::array();
+    for (const GradcheckCase* gradcheck_case : cases) {
+      list.push_back({{"op", gradcheck_case->op},
+                      {"case", gradcheck_case->name},
+                      {"inputs", describe_inputs(*gradcheck_case)},
+                      {"override_reason", gradcheck_case->override_reason}});
+    }
+    out << list.dump(2) << '\n';
+    return;
+  }
+  for (const GradcheckCase* gradcheck_case : cases) {
+    out << fmt::format("{} {}: {}\n", gradcheck_case->op, gradcheck_case->name, describe_inputs(*gradcheck_case));
+  }
+}
+
+// ---- Command line ------------------------------------------------------------------------------
+
+// A validator for a number that is finite and, with strict, positive, or else >= 0. CLI11's own
+// range validators accept infinity and NaN and print the whole double range in their message.
+CLI::Validator finite_number(bool strict) {
+  const std::string rule = strict ? "a finite number > 0" : "a finite number >= 0";
+  return CLI::Validator(
+      [strict, rule](std::string& text) -> std::string {
+        double value = 0.0;
+        if (!CLI::detail::lexical_cast(text, value) || !std::isfinite(value) || (strict ? !(value > 0) : !(value >= 0))) {
+          return fmt::format("the value must be {}, but got {}", rule, text);
+        }
+        return {};
+      },
+      strict ? "POSITIVE" : "NONNEGATIVE");
+}
+
+void add_options(CLI::App& app, ToolOptions& options) {
+  app.add_option("OP", options.ops, "Ops to check, by name (default: every registered op)");
+  app.add_flag("--list", options.list, "List the selected cases with their input shapes and dtypes, and check none (default: off)");
+  app.add_flag_callback(
+      "--fast", [&options] { options.check.mode = GradcheckMode::fast; },
+      "Compare one random projection v·J·u per case instead of the whole Jacobian; a case that fails is then "
+      "compared in full for the report (default: off, full Jacobians)");
+  app.add_option("--eps", options.check.eps, "Central-difference step h")
+      ->capture_default_str()
+      ->check(finite_number(true));
+  app.add_option("--atol", options.check.atol, "Absolute tolerance: an entry passes when |a - n| <= atol + rtol*|n|")
+      ->capture_default_str()
+      ->check(finite_number(false));
+  app.add_option("--rtol", options.check.rtol, "Relative tolerance, as in --atol")
+      ->capture_default_str()
+      ->check(finite_number(false));
+  app.add_option("--seed", options.check.seed,
+                 "Base seed, added to each case's seed; it draws the input values and the fast mode's u and v")
+      ->capture_default_str();
+  app.add_option("--format", options.format,
+                 "Output format: table (one line per case and a closing 'N passed, N failed' line) or json (one "
+                 "document with a record per case)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"table", "json"}));
+  app.footer(
+      "Exit status: 0 when every case passed (and for --help and --list), 1 when any failed, 2 for a usage "
+      "error such as an unknown op.\nA case's own eps, atol or rtol, which it must justify, replaces the "
+      "command-line value.");
+}
+
+// The cases of the selected ops, or every case. Returns false and writes to err when an op is
+// not registered.
+bool select_cases(const ToolOptions& options, const GradcheckRegistry& registry,
+                  std::vector<const GradcheckCase*>& selected, std::ostream& err) {
+  const std::vector<std::string> known = registry.ops();
+  if (options.ops.empty()) {
+    for (const GradcheckCase& gradcheck_case : registry.cases()) {
+      selected.push_back(&gradcheck_case);
+    }
+    return true;
+  }
+  for (const std::string& op : options.ops) {
+    if (std::find(known.begin(), known.end(), op) == known.end()) {
+      err << fmt::format("tapegrad-gradcheck: each OP must be a registered op ({}), but got '{}'\n",
+                         known.empty() ? "none is registered" : fmt::format("known ops: {}", fmt::join(known, ", ")),
+                         op);
+      return false;
+    }
+    const std::vector<const GradcheckCase*> cases = registry.cases_of(op);
+    for (const GradcheckCase* gradcheck_case : cases) {
+      if (std::find(selected.begin(), selected.end(), gradcheck_case) == selected.end()) {
+        selected.push_back(gradcheck_case);
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+int run_gradcheck_tool(int argc, const char* const* argv, const GradcheckRegistry& registry, std::ostream& out,
+                       std::ostream& err) {
+  CLI::App app("Checks the VJPs of registered ops against finite differences, in float64.", "tapegrad-gradcheck");
+  ToolOptions options;
+  add_options(app, options);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    const int status = app.exit(error, out, err);
+    return status == 0 ? kGradcheckAllPassed : kGradcheckUsageError;
+  }
+
+  std::vector<const GradcheckCase*> selected;
+  if (!select_cases(options, registry, selected, err)) {
+    return kGradcheckUsageError;
+  }
+  if (options.list) {
+    write_list(out, options, selected);
+    return kGradcheckAllPassed;
+  }
+
+  std::vector<CaseOutcome> outcomes;
+  for (const GradcheckCase* gradcheck_case : selected) {
+    CaseOutcome outcome;
+    outcome.gradcheck_case = gradcheck_case;
+    try {
+      outcome.result = gradcheck(*gradcheck_case, options.check);
+    } catch (const Error& error) {
+      // A case that cannot run (its function rejects its inputs, say) counts as failed and the
+      // remaining cases still run.
+      outcome.error = error.what();
+    }
+    outcomes.push_back(std::move(outcome));
+  }
+
+  if (options.format == "json") {
+    write_json(out, options, outcomes);
+  } else {
+    write_table(out, options, outcomes);
+  }
+  const bool all_passed =
+      std::all_of(outcomes.begin(), outcomes.end(), [](const CaseOutcome& outcome) { return outcome.passed(); });
+  return all_passed ? kGradcheckAllPassed : kGradcheckSomeFailed;
+}
+
+int run_gradcheck_tool(int argc, const char* const* argv, const GradcheckRegistry& registry) {
+  return run_gradcheck_tool(argc, argv, registry, std::cout, std::cerr);
+}
+
+}  // namespace tapegrad
