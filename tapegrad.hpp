@@ -10,4 +10,5 @@
 #include "core/shape.hpp"
 #include "core/tape.hpp"
 #include "core/tensor.hpp"
+#include "losses/losses.hpp"
 #include "ops/ops.hpp"
