@@ -48,6 +48,17 @@ void check_extents(std::string_view op, const Shape& shape) {
       raise<ShapeError>(op, "every extent of a shape must be >= 0", "shape {}", shape);
     }
   }
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) {
+    return;
+  }
+  // Without this check numel() overflows std::int64_t, and a tensor would claim more elements
+  // than its buffer holds.
+  std::int64_t count = 1;
+  for (std::int64_t extent : shape) {
+    if (__builtin_mul_overflow(count, extent, &count)) {
+      raise<ShapeError>(op, "the element count of a shape must fit in int64", "shape {}", shape);
+    }
+  }
 }
 
 std::int64_t normalize_axis(std::string_view op, std::int64_t axis, std::int64_t rank) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
 namespace tapegrad {
@@ -30,6 +31,12 @@ T convert(double value) {
 
 Tensor Tensor::empty(const Shape& shape, Dtype dtype, BufferPool* pool) {
   check_extents("Tensor::empty", shape);
+  // The byte count must not wrap around std::size_t, or the buffer would be smaller than the shape.
+  const auto max_elements = static_cast<std::int64_t>(std::numeric_limits<std::ptrdiff_t>::max() / dtype_size(dtype));
+  if (shape.numel() > max_elements) {
+    raise<ShapeError>("Tensor::empty", fmt::format("a tensor of dtype {} holds at most {} elements", dtype, max_elements),
+                      "shape {} ({} elements) and dtype {}", shape, shape.numel(), dtype);
+  }
   const std::size_t bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
   return Tensor(pool != nullptr ? pool->allocate(bytes) : allocate_buffer(bytes), shape, dtype);
 }
@@ -87,6 +94,27 @@ Tensor Tensor::uniform(const Shape& shape, double low, double high, std::uint64_
   std::vector<double> values(static_cast<std::size_t>(shape.numel()));
   for (double& value : values) {
     value = distribution(generator);
+  }
+  if (dtype == Dtype::f32) {
+    // Rounding to float can carry a sample up to high (or below a low that is not a float), so
+    // samples are clamped to the floats in [low, high) first. Rounding is monotonic, so a clamped
+    // sample rounds to a float inside the range.
+    const float infinity = std::numeric_limits<float>::infinity();
+    float lowest = static_cast<float>(low);
+    if (static_cast<double>(lowest) < low) {
+      lowest = std::nextafter(lowest, infinity);
+    }
+    float highest = static_cast<float>(high);
+    if (static_cast<double>(highest) >= high) {
+      highest = std::nextafter(highest, -infinity);
+    }
+    if (lowest > highest) {
+      raise<ValueError>("Tensor::uniform", "an f32 range [low, high) must contain a float", "low {} and high {}",
+                        low, high);
+    }
+    for (double& value : values) {
+      value = std::clamp(value, static_cast<double>(lowest), static_cast<double>(highest));
+    }
   }
   return from_values(shape, values, dtype);
 }
