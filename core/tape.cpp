@@ -237,11 +237,22 @@ void Tape::backward(const Var& output) {
 void Tape::backward(const Var& output, const Tensor& seed) {
   check_handle("Tape::backward", output);
   Node& node = nodes_[static_cast<std::size_t>(output.index_)];
-  if (!seed.defined() || seed.shape() != node.value.shape() || seed.dtype() != node.value.dtype()) {
-    raise<ShapeError>("Tape::backward", "the seed must have the output's shape and dtype",
-                      "a seed of shape {} and dtype {} for an output of shape {} and dtype {}",
-                      seed.defined() ? to_string(seed.shape()) : "undefined", seed.dtype(), node.value.shape(),
+  if (!seed.defined()) {
+    raise<ValueError>("Tape::backward", "the seed must be a defined tensor of the output's shape and dtype",
+                      "an undefined seed for an output of shape {} and dtype {}", node.value.shape(),
                       node.value.dtype());
+  }
+
+  if (seed.shape() != node.value.shape()) {
+    raise<ShapeError>("Tape::backward", "the seed must have the output's shape and dtype",
+                      "a seed of shape {} and dtype {} for an output of shape {} and dtype {}", seed.shape(),
+                      seed.dtype(), node.value.shape(), node.value.dtype());
+  }
+
+  if (seed.dtype() != node.value.dtype()) {
+    raise<DtypeError>("Tape::backward", "the seed must have the output's shape and dtype",
+                      "a seed of shape {} and dtype {} for an output of shape {} and dtype {}", seed.shape(),
+                      seed.dtype(), node.value.shape(), node.value.dtype());
   }
   if (!is_floating(node.value.dtype())) {
     raise<DtypeError>("Tape::backward", "the output must be f32 or f64", "dtype {}", node.value.dtype());

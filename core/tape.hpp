@@ -111,7 +111,8 @@ class Tape {
   void backward(const Var& output);
   // Runs the reverse sweep from output with an explicit seed of the output's shape and dtype.
   // Gradients accumulate across calls until zero_grad() or clear(). When a VJP raises, every
-  // leaf gradient is left as it was before the call.
+  // leaf gradient is left as it was before the call. An undefined seed raises ValueError, and a
+  // seed of another shape or dtype raises ShapeError or DtypeError.
   void backward(const Var& output, const Tensor& seed);
 
   // Sets every leaf's gradient back to zero, keeping the recorded nodes.
