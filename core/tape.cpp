@@ -380,8 +380,8 @@ void VjpContext::accumulate(std::int64_t position, Tensor input_gradient) {
   }
   if (tape_.options_.detect_anomaly && all_finite(node_.grad) && !all_finite(input_gradient)) {
     raise<ValueError>(node_.op, "anomaly mode: an input gradient must be finite when the cotangent is",
-                      "NaN or infinity in the gradient of input {} (backward pass, input shapes {})", position,
-                      describe_input_shapes(tape_, node_));
+                      "NaN or infinity in the gradient of input {} of node {} (backward pass, input shapes {})",
+                      position, &node_ - tape_.nodes_.data(), describe_input_shapes(tape_, node_));
   }
   tape_.accumulate(input_node, std::move(input_gradient));
 }
