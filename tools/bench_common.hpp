@@ -1,0 +1,52 @@
+#pragma once
+// Pieces shared by tapegrad-bench and the libtorch comparison: configuration lists, timing,
+// peak resident memory of a fresh process, and the table and JSON output.
+//
+// Each configuration runs in a child process (the same executable, started again with
+// --child), so the peak resident set size of one configuration is not mixed with the memory
+// that an earlier configuration left in allocator caches or buffer pools.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace bench {
+
+struct Configuration {
+  std::int64_t n = 0;  // pairs: the batch has 2N rows
+  std::int64_t d = 0;  // features per row
+  std::string dtype;   // "f32" or "f64"
+  std::string implementation;
+};
+
+// Splits "16,1024" into its items. Raises std::invalid_argument naming the option for an item
+// that is not a positive integer.
+std::vector<std::int64_t> parse_sizes(const std::string& option, const std::string& list);
+std::vector<std::string> parse_names(const std::string& option, const std::string& list,
+                                     const std::vector<std::string>& allowed);
+
+double median(std::vector<double> values);
+
+// Seconds on a monotonic clock.
+inline double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Resident set size and its peak (VmRSS and VmHWM of /proc/self/status) in bytes.
+std::int64_t resident_bytes();
+std::int64_t peak_resident_bytes();
+// Resets the peak resident set size to the current one (writes 5 to /proc/self/clear_refs,
+// Linux 4.0 and later). Returns false when the kernel rejects it.
+bool reset_peak_resident();
+
+// Runs `executable` with `arguments` and returns what it wrote to stdout. Raises
+// std::runtime_error with the exit status when the child fails.
+std::string run_child(const std::string& executable, const std::vector<std::string>& arguments);
+
+// Prints records as a table to stdout: one line per configuration, the columns that are present.
+void print_table(const nlohmann::json& records);
+
+}  // namespace bench
