@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs tapegrad on a Debian 12 machine.
 #
-#   tools/quickstart.sh demo   install missing packages, build, run the demo
+#   tools/quickstart.sh demo   install missing packages, build, check every op, run the demo
 #   tools/quickstart.sh test   install missing packages, build, run every test
 #
 # The build folder is build/ at the repository root. It is reconfigured when it exists.
@@ -12,7 +12,7 @@ packages=(meson ninja-build pkg-config g++ python3 libopenblas-dev libfmt-dev do
 
 usage() {
   echo "usage: tools/quickstart.sh demo|test" >&2
-  echo "  demo  build, then run the demo" >&2
+  echo "  demo  build, then run tapegrad-gradcheck and the SimCLR digits demo" >&2
   echo "  test  build, then run meson test -C build --print-errorlogs" >&2
 }
 
@@ -57,7 +57,10 @@ main() {
   install_missing_packages
   configure_and_build
   case $1 in
-    demo) build/tests/first_program ;;
+    demo)
+      build/tools/tapegrad-gradcheck
+      build/tools/tapegrad-simclr-digits --out build/simclr-digits
+      ;;
     test) meson test -C build --print-errorlogs ;;
   esac
 }
