@@ -219,7 +219,7 @@ inline void fold(RunningLogsumexp state, std::int64_t row, double shift, double 
 
 // Updates the running logsumexp of the rows of I over the columns of J and, for an off-diagonal
 // tile, of the rows of J over the rows of I (s is symmetric). Records s_a,p(a) for each row a
-// whose positive lies in the other block. `scratch` holds 2·|J| elements.
+// whose positive lies in the other block. `scratch` has room for 2·|J| elements.
 template <class T>
 [[gnu::always_inline]] inline void accumulate_tile(const TileProblem<T>& problem, Block rows_i, Block rows_j,
                                                    const T* tile, T* scratch, RunningLogsumexp state,
@@ -277,7 +277,7 @@ template <class T>
 }
 
 // Overwrites the similarity tile with H_ab = w_a·exp(s_ab − lse_a) + w_b·exp(s_ab − lse_b). The
-// diagonal holds -inf, so H_aa = 0.
+// diagonal contains -inf, so H_aa = 0.
 template <class T>
 [[gnu::always_inline]] inline void weight_tile(Block rows_i, Block rows_j, const T* weights, const T* lse, T* tile) {
   const std::int64_t width = rows_j.size();
@@ -351,7 +351,7 @@ void weight_tile_dispatch(Block rows_i, Block rows_j, const double* weights, con
 // ---- Scheduling ------------------------------------------------------------------------------
 
 // The tile pairs (I, J), I ≤ J, in row-major order, dealt round-robin to the threads: thread t
-// takes pairs t, t + threads, t + 2·threads, … The assignment depends only on the thread count,
+// takes pairs t, t + threads, t + 2·threads and so on. The assignment depends only on the thread count,
 // so a repeated call adds the same terms in the same order and gives bit-identical results.
 class TilePairs {
  public:

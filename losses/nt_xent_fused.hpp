@@ -5,7 +5,7 @@
 // With R = 2N rows, u_a = z_a / max(‖z_a‖₂, 1e-12) and s_ab = ⟨u_a, u_b⟩ / temperature:
 //
 //   value: lse_a = logsumexp_{b ≠ a} s_ab,   l_a = lse_a − s_a,p(a),
-//          reduced as options.reduction says (mean over the R anchors, sum, or none).
+//          reduced as options.reduction selects (mean over the R anchors, sum, or none).
 //          s is symmetric, so only tiles (I, J) with I ≤ J are computed, each with one BLAS
 //          product; a tile updates a running maximum and a running sum of exponentials for its
 //          rows I and, read transposed, for its rows J (a streaming logsumexp).
@@ -42,10 +42,10 @@
 
 namespace tapegrad {
 
-// Rows of z per tile. A tile of similarities holds fused_tile_rows² elements.
+// Rows of z per tile. A tile of similarities has fused_tile_rows² elements.
 inline constexpr std::int64_t fused_tile_rows = 256;
 
-// NT-Xent of z, shape [2N, D], with rows paired as options.layout says, computed in tiles.
+// NT-Xent of z, shape [2N, D], with rows paired as options.layout selects, computed in tiles.
 // options.implementation is ignored: this is the fused implementation.
 Var nt_xent_fused(const Var& z, const NtXentOptions& options = {});
 
