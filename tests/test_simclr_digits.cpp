@@ -375,3 +375,13 @@ TEST_CASE("render_loss_svg plots one point per step") {
   CHECK(svg.find("training step") != std::string::npos);
   CHECK(simclr::render_loss_svg({}, "empty").find("no steps to plot") != std::string::npos);
 }
+
+TEST_CASE("render_loss_svg leaves out non-finite losses") {
+  const std::string svg = simclr::render_loss_svg({3.0, std::nan(""), INFINITY, 2.0}, "diverged");
+  const std::size_t points = svg.find("points=\"");
+  const std::string list = svg.substr(points + 8, svg.find('"', points + 8) - points - 8);
+  CHECK(std::count(list.begin(), list.end(), ',') == 2);
+  CHECK(list.find("nan") == std::string::npos);
+  CHECK(list.find("inf") == std::string::npos);
+  CHECK(svg.find("2 non-finite losses not plotted") != std::string::npos);
+}

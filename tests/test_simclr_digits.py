@@ -168,6 +168,10 @@ def check_bad_data(program, folder):
     expect_data_error(program, folder / "label.csv", "a label must be an integer in 0..9")
     (folder / "few.csv").write_text((line + "\n") * 4)
     expect_data_error(program, folder / "few.csv", "4 images in")
+    unwritable = Path("/dev/null") / "out"
+    result = run(program, "--epochs", "0", "--out", str(unwritable))
+    assert result.returncode == 1, f"--out {unwritable}: exit status {result.returncode}"
+    assert str(unwritable) in result.stderr, result.stderr
 
 
 CHECKS = {

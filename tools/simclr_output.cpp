@@ -51,15 +51,21 @@ struct Range {
   double high;
 };
 
-// The y range: the data's range widened to whole tick steps, never empty.
+// The y range: the range of the finite losses widened to whole tick steps, never empty.
 Range loss_range(const std::vector<double>& losses) {
-  if (losses.empty()) {
+  double low = INFINITY;
+  double high = -INFINITY;
+  for (double loss : losses) {
+    if (std::isfinite(loss)) {
+      low = std::min(low, loss);
+      high = std::max(high, loss);
+    }
+  }
+  if (!(low <= high)) {
     return {0.0, 1.0};
   }
-  const auto [low, high] = std::minmax_element(losses.begin(), losses.end());
-  const double span = std::max(*high - *low, 1e-6);
-  const double step = nice_step(span, 5);
-  return {std::floor(*low / step) * step, std::ceil(*high / step) * step};
+  const double step = nice_step(std::max(high - low, 1e-6), 5);
+  return {std::floor(low / step) * step, std::ceil(high / step) * step};
 }
 
 void append_axes(std::string& svg, const Range& y, double x_max) {
@@ -95,6 +101,29 @@ void append_titles(std::string& svg, std::string_view title) {
                  margin_top + plot_height / 2);
 }
 
+// Draws the finite losses as one polyline. A NaN or infinite loss has no place on the chart, so
+// it is left out and a note under the title counts how many were.
+void append_line(std::string& svg, const std::vector<double>& losses, const Range& y) {
+  const auto x_max = static_cast<double>(losses.size());
+  std::size_t skipped = 0;
+  svg += "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"";
+  for (std::size_t i = 0; i < losses.size(); ++i) {
+    if (!std::isfinite(losses[i])) {
+      ++skipped;
+      continue;
+    }
+    const double px = margin_left + static_cast<double>(i + 1) / x_max * plot_width;
+    const double py = margin_top + plot_height - (losses[i] - y.low) / (y.high - y.low) * plot_height;
+    fmt::format_to(std::back_inserter(svg), "{}{:.2f},{:.2f}", i == skipped ? "" : " ", px, py);
+  }
+  svg += "\"/>\n";
+  if (skipped > 0) {
+    fmt::format_to(std::back_inserter(svg),
+                   "<text x=\"{}\" y=\"44\" text-anchor=\"middle\" fill=\"#b00\">{} non-finite losses not plotted</text>\n",
+                   chart_width / 2, skipped);
+  }
+}
+
 }  // namespace
 
 std::string render_loss_svg(const std::vector<double>& step_losses, std::string_view title) {
@@ -113,13 +142,7 @@ std::string render_loss_svg(const std::vector<double>& step_losses, std::string_
     fmt::format_to(std::back_inserter(svg), "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">no steps to plot</text>\n",
                    margin_left + plot_width / 2, margin_top + plot_height / 2);
   } else {
-    svg += "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"";
-    for (std::size_t i = 0; i < step_losses.size(); ++i) {
-      const double px = margin_left + static_cast<double>(i + 1) / std::max(x_max, 1.0) * plot_width;
-      const double py = margin_top + plot_height - (step_losses[i] - y.low) / (y.high - y.low) * plot_height;
-      fmt::format_to(std::back_inserter(svg), "{}{:.2f},{:.2f}", i == 0 ? "" : " ", px, py);
-    }
-    svg += "\"/>\n";
+    append_line(svg, step_losses, y);
   }
   svg += "</svg>\n";
   return svg;
