@@ -269,6 +269,20 @@ TEST_CASE("matmul rejects mixed and boolean dtypes") {
   CHECK(tape.size() == size);
 }
 
+TEST_CASE("matmul rejects extents beyond BLAS integers") {
+  // a is [2³¹, 0] and b is [0, 1]: both are empty, but C would have M = 2³¹ rows, one more than
+  // a 32-bit BLAS integer can address, so the check must come before C is allocated.
+  tg::Tape tape;
+  const std::int64_t rows = std::int64_t{1} << 31;
+  tg::Var a = tape.leaf(tg::Tensor::zeros({rows, 0}));
+  tg::Var b = tape.leaf(tg::Tensor::zeros({0, 1}));
+  CHECK_THROWS_WITH_AS(tg::matmul(a, b),
+                       "matmul: each extent must fit the BLAS integer type (at most 2147483647), but got a "
+                       "[2147483648, 0] and b [0, 1]",
+                       tg::ValueError);
+  CHECK(tape.size() == 2);
+}
+
 TEST_CASE("matmul rejects Vars of two tapes") {
   tg::Tape first;
   tg::Tape second;
