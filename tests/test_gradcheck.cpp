@@ -451,6 +451,37 @@ TEST_CASE("gradcheck judges a VJP at a kink by the one-sided differences") {
   CHECK(wrong.inputs.at(0).non_differentiable_elements.empty());
 }
 
+TEST_CASE("gradcheck flags ties of the library's masked_max") {
+  // The same three points as with split_max above, through the library's masked_max, whose tied
+  // maxima share the gradient evenly.
+  const auto masked_max_of = [](tg::Tensor mask) -> tg::GradcheckFunction {
+    return [mask](std::span<const tg::Var> inputs) { return tg::masked_max(inputs[0], mask); };
+  };
+  const tg::Tensor first_four = tg::Tensor::from_values({5}, {1, 1, 1, 1, 0}, tg::Dtype::boolean);
+
+  const tg::Tensor tied = tg::Tensor::from_values({5}, {2, 2, 2, 2, 5});
+  const tg::GradcheckResult ties = tg::gradcheck(masked_max_of(first_four), {tied}, {}, "masked_max");
+  CAPTURE(tg::format_report(ties));
+  CHECK(ties.verdict == tg::GradcheckVerdict::non_differentiable_point);
+  REQUIRE(ties.inputs.size() == 1);
+  CHECK(ties.inputs[0].non_differentiable_elements == std::vector<std::int64_t>{0, 1, 2, 3});
+  CHECK(ties.inputs[0].numerical == doctest::Approx(0.5).epsilon(1e-9));
+  CHECK(ties.inputs[0].analytical == 0.25);
+
+  const tg::Tensor untied = tg::Tensor::from_values({5}, {2, 1.5, 1.9, 0.3, 5});
+  const tg::GradcheckResult no_ties = tg::gradcheck(masked_max_of(first_four), {untied}, {}, "masked_max");
+  CAPTURE(tg::format_report(no_ties));
+  CHECK(no_ties.passed());
+
+  const tg::Tensor all_three = tg::Tensor::from_values({3}, {1, 1, 1}, tg::Dtype::boolean);
+  const tg::Tensor near_tie = tg::Tensor::from_values({3}, {1, 0.9999996, 0});
+  const tg::GradcheckResult near = tg::gradcheck(masked_max_of(all_three), {near_tie}, {}, "masked_max");
+  CAPTURE(tg::format_report(near));
+  CHECK(near.verdict == tg::GradcheckVerdict::non_differentiable_point);
+  REQUIRE(near.inputs.size() == 1);
+  CHECK(near.inputs[0].non_differentiable_elements == std::vector<std::int64_t>{0, 1});
+}
+
 // ---- float32 -------------------------------------------------------------------------------------
 
 TEST_CASE("gradcheck upcasts float32 inputs") {
