@@ -350,6 +350,23 @@ TEST_CASE("every masked reduction of an overflowed exp") {
   }
 }
 
+TEST_CASE("masked_logsumexp with infinite selected entries") {
+  // Row 0 selects only -inf entries, row 1 selects a +inf. A shift by the row max would compute
+  // inf − inf = NaN in both, but log Σ exp is -inf and +inf there.
+  for (tg::Dtype dtype : floating_dtypes) {
+    CAPTURE(dtype);
+    tg::Tape tape;
+    tg::Var x = tape.leaf(tg::Tensor::from_values({2, 3}, {-infinity, -infinity, 7, infinity, 1, 7}, dtype));
+    tg::Var y = tg::masked_logsumexp(x, mask_of({1, 3}, {1, 1, 0}), 1);
+    CHECK(y.value().flat(0) == -infinity);
+    CHECK(y.value().flat(1) == infinity);
+    // Only the gradient of the finite row-1 entry is defined: exp(1 − inf) / Σ = 0.
+    tape.backward(y, tg::Tensor::from_values({2}, {0, 1}, dtype));
+    CHECK(x.grad().flat(4) == 0.0);
+    CHECK(x.grad().flat(5) == 0.0);
+  }
+}
+
 TEST_CASE("masked_logsumexp is composed from recorded ops") {
   tg::Tape tape;
   tg::Var x = tape.leaf(tg::Tensor::from_values({2, 2}, {1, 2, 3, 4}));
