@@ -7,8 +7,10 @@
 # The build folder is build/ at the repository root. It is reconfigured when it exists.
 set -euo pipefail
 
+# gfortran supplies libgfortran.so, which `pkg-config --libs --static tapegrad` requests through
+# Debian's openblas.pc (-lgfortran in its Libs.private) and libopenblas-dev does not install.
 packages=(meson ninja-build pkg-config g++ python3 libopenblas-dev libfmt-dev doctest-dev libcli11-dev
-  nlohmann-json3-dev)
+  nlohmann-json3-dev gfortran)
 
 usage() {
   echo "usage: tools/quickstart.sh demo|test" >&2
