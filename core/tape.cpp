@@ -120,7 +120,8 @@ Node& Tape::push_node(std::string_view op, Tensor value) {
   if (node_count_ == static_cast<std::int64_t>(nodes_.size())) {
     nodes_.emplace_back();
   }
-  Node& node = nodes_[static_cast<std::size_t>(node_count_++)];
+  Node& node = nodes_[static_cast<std::size_t>(node_count_)];
+  node.index = node_count_++;
   node.op = op;
   node.value = std::move(value);
   node.grad = Tensor();
@@ -210,9 +211,11 @@ static std::string describe_input_shapes(const Tape& tape, const Node& node) {
 }
 
 void Tape::check_anomaly_forward(const Node& node) const {
-  const bool inputs_finite = std::all_of(node.inputs.begin(), node.inputs.end(), [&](std::int64_t input) {
-    return all_finite(nodes_[static_cast<std::size_t>(input)].value);
-  });
+  // A scalar argument counts as an input: where(mask, x, -inf) fills with -inf on purpose.
+  const bool inputs_finite = std::isfinite(node.attributes.scalar) &&
+                             std::all_of(node.inputs.begin(), node.inputs.end(), [&](std::int64_t input) {
+                               return all_finite(nodes_[static_cast<std::size_t>(input)].value);
+                             });
   if (inputs_finite && !all_finite(node.value)) {
     raise<ValueError>(node.op, "anomaly mode: a forward output must be finite when its inputs are",
                       "NaN or infinity in the output of node {} (forward pass, input shapes {})", node_count_ - 1,
@@ -381,7 +384,7 @@ void VjpContext::accumulate(std::int64_t position, Tensor input_gradient) {
   if (tape_.options_.detect_anomaly && all_finite(node_.grad) && !all_finite(input_gradient)) {
     raise<ValueError>(node_.op, "anomaly mode: an input gradient must be finite when the cotangent is",
                       "NaN or infinity in the gradient of input {} of node {} (backward pass, input shapes {})",
-                      position, &node_ - tape_.nodes_.data(), describe_input_shapes(tape_, node_));
+                      position, node_.index, describe_input_shapes(tape_, node_));
   }
   tape_.accumulate(input_node, std::move(input_gradient));
 }

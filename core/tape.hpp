@@ -25,6 +25,7 @@
 // Var must not outlive its tape.
 
 #include <cstdint>
+#include <deque>
 #include <initializer_list>
 #include <memory>
 #include <span>
@@ -52,7 +53,8 @@ struct OpAttributes {
 
 struct TapeOptions {
   // Check every op's output in the forward pass and every input gradient in the backward pass
-  // for NaN or infinity produced from finite values, and raise ValueError naming the op.
+  // for NaN or infinity produced from finite values (inputs and OpAttributes::scalar), and raise
+  // ValueError naming the op, its node index, its input shapes and the pass.
   bool detect_anomaly = false;
 };
 
@@ -85,6 +87,7 @@ class Var {
 // A recorded operation.
 struct Node {
   std::string_view op;  // a name with static storage duration, such as "matmul"
+  std::int64_t index = 0;  // position on the tape
   Tensor value;
   Tensor grad;                              // accumulated cotangent, undefined until the sweep reaches it
   std::vector<std::int64_t> inputs;         // node indices, in the op's argument order
@@ -150,7 +153,9 @@ class Tape {
 
   TapeOptions options_;
   std::shared_ptr<BufferPool> pool_;
-  std::vector<Node> nodes_;       // nodes_[0, node_count_) are live; the rest keep capacity for reuse
+  // nodes_[0, node_count_) are live and the rest keep their capacity for reuse. A deque, because
+  // recording must not move existing nodes: Var::value() returns a reference into one.
+  std::deque<Node> nodes_;
   std::int64_t node_count_ = 0;
   std::uint64_t generation_ = 1;  // incremented by clear(), so handles from before it are stale
   std::vector<char> reached_;     // per node: the sweep's output depends on it

@@ -69,9 +69,8 @@ Var masked_max(const Var& x, const Tensor& mask, std::int64_t axis, bool keepdim
 //          1000 or inf, never reaches exp, so it can neither overflow the value nor put a NaN
 //          into the backward pass. A row whose selected entries are all -inf gives -inf, and its
 //          gradient is NaN at those entries, as torch.logsumexp gives for an all -inf row.
-// NOTE: anomaly mode (TapeOptions::detect_anomaly) rejects this op whenever an entry is masked
-// out, because the -inf fill of where is a non-finite output of finite inputs. It rejects an
-// empty row too, because log(0) = -inf.
+// NOTE: anomaly mode (TapeOptions::detect_anomaly) rejects an empty row, because log(0) = -inf
+// comes from finite inputs. The -inf fill of where is accepted, since the fill is an argument.
 Var masked_logsumexp(const Var& x, const Tensor& mask);
 Var masked_logsumexp(const Var& x, const Tensor& mask, std::int64_t axis, bool keepdim = false);
 
