@@ -32,6 +32,14 @@ void identity_vjp(tg::VjpContext& context) {
   context.accumulate(0, context.cotangent());
 }
 
+// Passes the cotangent to every input without asking which need it, so only the tape decides
+// which inputs receive a gradient.
+void pass_to_all_vjp(tg::VjpContext& context) {
+  for (std::int64_t position = 0; position < context.input_count(); ++position) {
+    context.accumulate(position, context.cotangent());
+  }
+}
+
 // Adds ones to the gradient of input 0, then throws: a VJP that fails halfway through the sweep.
 void accumulate_then_throw_vjp(tg::VjpContext& context) {
   context.accumulate(0, tg::Tensor::ones(context.input(0).shape(), context.input(0).dtype()));
@@ -112,6 +120,14 @@ TEST_CASE("sweep skips nodes no leaf reaches") {
   tg::Var y = tg::sum(tg::exp(x) * k);
   tape.backward(y);
   check_grad_is_scaled_exp(x, 2.0);
+
+  // The same with a consumer whose VJP offers a gradient to k too: the tape drops it, because k
+  // requires none, instead of relying on the op to skip k.
+  tg::Var e = tg::exp(x);
+  tg::Var both = tape.record("pass_to_all", e.value().clone(), {e, k}, pass_to_all_vjp);
+  tape.zero_grad();
+  tape.backward(tg::sum(both));
+  check_grad_is_scaled_exp(x, 1.0);
 }
 
 TEST_CASE("sweep skips nodes the output does not depend on") {
