@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Checks that tapegrad links the two ways the README's "Linking" section describes, from outside
-# the source tree, by building and running tests/consumer/sum_exp.cpp:
+# the source tree, by building and running the programs in tests/consumer/:
 #
-#   1. installed: `meson install` into a temporary prefix, then
-#      g++ -std=c++20 sum_exp.cpp $(pkg-config --cflags --libs --static tapegrad)
+#   1. installed: `meson install` into a temporary prefix, then for each of sum_exp, ops_check,
+#      nt_xent_check and gradcheck_user_op
+#      g++ -std=c++20 PROGRAM.cpp $(pkg-config --cflags --libs --static tapegrad)
+#      (values and gradients of ops and NT-Xent, typed errors, and the gradcheck tool on a
+#      user's op with a wrong VJP)
 #   2. subproject: a meson project (tests/consumer/subproject/meson.build) with the repository
 #      at subprojects/tapegrad and dependency('tapegrad').
 #
@@ -48,12 +51,14 @@ if [[ " $static_flags " == *" -lgfortran "* && ! -e $(g++ -print-file-name=libgf
 fi
 
 mkdir "$work/pkg-config"
-cp "$repo/tests/consumer/sum_exp.cpp" "$work/pkg-config/"
-(
-  cd "$work/pkg-config"
-  g++ -std=c++20 sum_exp.cpp $(pkg-config --cflags --libs --static tapegrad)
-  ./a.out
-)
+for program in sum_exp ops_check nt_xent_check gradcheck_user_op; do
+  cp "$repo/tests/consumer/$program.cpp" "$work/pkg-config/"
+  (
+    cd "$work/pkg-config"
+    g++ -std=c++20 "$program.cpp" -o "$program" $(pkg-config --cflags --libs --static tapegrad)
+    "./$program"
+  )
+done
 unset PKG_CONFIG_PATH
 
 echo "== use the repository as a meson subproject"
