@@ -105,13 +105,13 @@ void check_against_reference(int pairs, int columns, double temperature, unsigne
 }
 
 template <class Call>
-void expect_error(const char* what, Call&& call) {
+void expect_error(const char* check_name, Call&& call) {
   try {
     call();
-    std::printf("FAILED %s: no tapegrad::Error\n", what);
+    std::printf("FAILED %s: no tapegrad::Error\n", check_name);
     ++failures;
   } catch (const tg::Error& error) {
-    std::printf("ok %s: %s\n", what, error.what());
+    std::printf("ok %s: %s\n", check_name, error.what());
   }
 }
 

@@ -16,10 +16,10 @@ namespace {
 
 int failures = 0;
 
-void expect_near(const char* what, double got, double expected, double tolerance) {
+void expect_near(const char* check_name, double got, double expected, double tolerance) {
   const bool same_infinity = std::isinf(expected) && got == expected;
   if (!same_infinity && !(std::abs(got - expected) <= tolerance)) {
-    std::printf("FAILED %s: got %.17g, expected %.17g\n", what, got, expected);
+    std::printf("FAILED %s: got %.17g, expected %.17g\n", check_name, got, expected);
     ++failures;
   }
 }
@@ -89,7 +89,7 @@ void check_all_masked_logsumexp() {
 }
 
 void check_masked_max_tie() {
-  // A four-way tie at 2 splits the gradient evenly; the masked 5 gets nothing.
+  // A four-way tie at 2 splits the gradient evenly, and the masked 5 gets nothing.
   tg::Tape tape;
   tg::Var x = tape.leaf(tg::Tensor::from_values({5}, {2, 2, 2, 2, 5}));
   const tg::Tensor mask = tg::Tensor::from_values({5}, {1, 1, 1, 1, 0}, tg::Dtype::boolean);
