@@ -731,24 +731,6 @@ void exp_elements(const double* x, double* y, std::int64_t count) { exp_elements
 
 namespace tapegrad {
 
-namespace {
-
-// Names for case labels, kept here so that this file does not depend on the composed path.
-std::string_view layout_label(Layout layout) {
-  return layout == Layout::concatenated ? "concatenated" : "interleaved";
-}
-
-std::string_view reduction_label(Reduction reduction) {
-  switch (reduction) {
-    case Reduction::mean: return "mean";
-    case Reduction::sum: return "sum";
-    case Reduction::none: return "none";
-  }
-  return "unknown";
-}
-
-}  // namespace
-
 void register_nt_xent_fused_cases(GradcheckRegistry& registry) {
   struct Size {
     std::int64_t n;
@@ -767,7 +749,7 @@ void register_nt_xent_fused_cases(GradcheckRegistry& registry) {
         const NtXentOptions options{.temperature = size.temperature, .layout = layout, .reduction = reduction};
         registry.add({
             .op = std::string(op_name),
-            .name = fmt::format("{}_{}_n{}_d{}_t{}", layout_label(layout), reduction_label(reduction), size.n,
+            .name = fmt::format("{}_{}_n{}_d{}_t{}", layout_name(layout), reduction_name(reduction), size.n,
                                 size.d, size.temperature),
             .inputs = {{.shape = {2 * size.n, size.d}}},
             .function = [options](std::span<const Var> inputs) { return nt_xent_fused(inputs[0], options); },
@@ -800,7 +782,7 @@ void register_nt_xent_fused_cases(GradcheckRegistry& registry) {
   for (Layout layout : layouts) {
     registry.add({
         .op = std::string(op_name),
-        .name = fmt::format("two_tiles_{}_sum", layout_label(layout)),
+        .name = fmt::format("two_tiles_{}_sum", layout_name(layout)),
         .inputs = {{.shape = {2 * (fused_tile_rows / 2 + 3), 2}}},
         .function = [layout](std::span<const Var> inputs) {
           return nt_xent_fused(inputs[0], {.temperature = 0.5, .layout = layout, .reduction = Reduction::sum});
