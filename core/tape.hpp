@@ -120,7 +120,7 @@ class Tape {
 
   // Sets every leaf's gradient back to zero, keeping the recorded nodes.
   void zero_grad();
-  // Ends a step: forgets every node, makes existing Vars stale, keeps buffers for reuse.
+  // Ends a step: drops every node, makes existing Vars stale and keeps buffers for reuse.
   void clear();
 
   // Number of recorded nodes.
@@ -162,7 +162,7 @@ class Tape {
   std::vector<Tensor> previous_grads_;  // leaf gradients from earlier sweeps, set aside during one
 };
 
-// What a VJP sees of its node during the sweep.
+// The part of a node that its VJP reads and writes during the sweep.
 class VjpContext {
  public:
   std::string_view op() const { return node_.op; }

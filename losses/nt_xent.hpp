@@ -64,7 +64,7 @@ struct NtXentOptions {
   NtXentImplementation implementation = NtXentImplementation::fused;
 };
 
-// NT-Xent of z, shape [2N, D], rows paired as options.layout says. Returns a scalar for
+// NT-Xent of z, shape [2N, D], rows paired by options.layout. Returns a scalar for
 // Reduction::mean and Reduction::sum, and shape [2N] for Reduction::none.
 Var nt_xent(const Var& z, const NtXentOptions& options = {});
 
