@@ -115,7 +115,11 @@ void matmul_vjp(VjpContext& context) {
   const MatmulOptions options = decode_flags(context.attributes().integer);
   const bool ta = options.transpose_a;
   const bool tb = options.transpose_b;
-  const auto [m, k, n] = product_extents(a.shape(), b.shape(), options);
+  // Plain variables, not a structured binding: clang 14 cannot capture bindings in lambdas.
+  const ProductExtents extents = product_extents(a.shape(), b.shape(), options);
+  const std::int64_t m = extents.m;
+  const std::int64_t k = extents.k;
+  const std::int64_t n = extents.n;
 
   dispatch_floating(a.dtype(), [&](auto zero) {
     using T = decltype(zero);
@@ -164,7 +168,10 @@ Var matmul(const Var& a, const Var& b, MatmulOptions options) {
   Tape& tape = common_tape(op_name, {a, b});
   const Tensor& a_value = a.value();
   const Tensor& b_value = b.value();
-  const auto [m, k, n] = check_operands(a_value, b_value, options);
+  const ProductExtents extents = check_operands(a_value, b_value, options);
+  const std::int64_t m = extents.m;
+  const std::int64_t k = extents.k;
+  const std::int64_t n = extents.n;
 
   // C = op(A)·op(B), [M, K]·[K, N] → [M, N].
   Tensor c = tape.allocate(Shape{m, n}, a_value.dtype());

@@ -81,7 +81,9 @@ TEST_CASE("transpose of two axes of a rank-3 and a rank-4 tensor") {
   tg::Tape tape;
   tg::Var x = tape.leaf(iota({2, 3, 4}));
   // x[i, j, k] = 12·i + 4·j + k, and swapping axes 0 and 2 gives y[k, j, i] = x[i, j, k].
-  for (auto [axis0, axis1] : {std::pair<std::int64_t, std::int64_t>{0, 2}, {2, 0}, {-1, -3}, {0, -1}}) {
+  for (const auto& axes : {std::pair<std::int64_t, std::int64_t>{0, 2}, {2, 0}, {-1, -3}, {0, -1}}) {
+    const std::int64_t axis0 = axes.first;
+    const std::int64_t axis1 = axes.second;
     CAPTURE(axis0);
     CAPTURE(axis1);
     tg::Var y = tg::transpose(x, axis0, axis1);
