@@ -11,16 +11,21 @@ constexpr std::size_t alignment = 64;
 // The header is padded to the alignment so that the data that follows it is aligned too.
 constexpr std::size_t header_bytes = (sizeof(Buffer) + alignment - 1) / alignment * alignment;
 
+// Statistics only: they order nothing else, so relaxed operations suffice. Stronger ones would
+// also make every allocation a synchronization point between threads, which would hide data
+// races elsewhere from ThreadSanitizer.
 std::atomic<std::int64_t> live_bytes{0};
 std::atomic<std::int64_t> peak_bytes{0};
 std::atomic<std::int64_t> system_allocations{0};
+constexpr auto statistics_order = std::memory_order_relaxed;
 
 void count_allocation(std::size_t bytes) {
-  const std::int64_t live = live_bytes.fetch_add(static_cast<std::int64_t>(bytes)) + static_cast<std::int64_t>(bytes);
-  std::int64_t peak = peak_bytes.load();
-  while (live > peak && !peak_bytes.compare_exchange_weak(peak, live)) {
+  const auto added = static_cast<std::int64_t>(bytes);
+  const std::int64_t live = live_bytes.fetch_add(added, statistics_order) + added;
+  std::int64_t peak = peak_bytes.load(statistics_order);
+  while (live > peak && !peak_bytes.compare_exchange_weak(peak, live, statistics_order)) {
   }
-  system_allocations.fetch_add(1);
+  system_allocations.fetch_add(1, statistics_order);
 }
 
 Buffer* allocate_from_system(std::size_t bytes) {
@@ -41,7 +46,7 @@ void free_to_system(Buffer* buffer) {
   const std::size_t total = (header_bytes + buffer->capacity + alignment - 1) / alignment * alignment;
   buffer->~Buffer();
   std::free(buffer);
-  live_bytes.fetch_sub(static_cast<std::int64_t>(total));
+  live_bytes.fetch_sub(static_cast<std::int64_t>(total), statistics_order);
 }
 
 }  // namespace
@@ -134,9 +139,10 @@ void BufferPool::trim() {
 }
 
 MemoryStats memory_stats() {
-  return MemoryStats{live_bytes.load(), peak_bytes.load(), system_allocations.load()};
+  return MemoryStats{live_bytes.load(statistics_order), peak_bytes.load(statistics_order),
+                     system_allocations.load(statistics_order)};
 }
 
-void reset_peak_memory() { peak_bytes.store(live_bytes.load()); }
+void reset_peak_memory() { peak_bytes.store(live_bytes.load(statistics_order), statistics_order); }
 
 }  // namespace tapegrad

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
 
 #include <cblas.h>
 #include <omp.h>
@@ -295,7 +296,18 @@ template <class T>
 }
 
 // The loops above, compiled once per instruction set; the loader picks the widest the CPU has.
+// Clang instruments the clones' ifunc resolver under its sanitizers, and the loader runs that
+// resolver before the sanitizer runtime starts, which crashes; so those builds compile one version.
+#if defined(__clang__)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer) || __has_feature(coverage_sanitizer)
+#define TAPEGRAD_ONE_VERSION_ONLY
+#endif
+#endif
+#ifdef TAPEGRAD_ONE_VERSION_ONLY
+#define TAPEGRAD_VECTOR_CLONES
+#else
 #define TAPEGRAD_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 
 TAPEGRAD_VECTOR_CLONES void accumulate_tile_f32(const TileProblem<float>& problem, Block rows_i, Block rows_j,
                                                 const float* tile, float* scratch, RunningLogsumexp state,
@@ -332,6 +344,7 @@ TAPEGRAD_VECTOR_CLONES void exp_elements_f64(const double* x, double* y, std::in
 }
 
 #undef TAPEGRAD_VECTOR_CLONES
+#undef TAPEGRAD_ONE_VERSION_ONLY
 
 void accumulate_tile_dispatch(const TileProblem<float>& problem, Block rows_i, Block rows_j, const float* tile,
                               float* scratch, RunningLogsumexp state, float* positive_logits) {
@@ -394,14 +407,19 @@ class TilePairs {
   std::int64_t blocks_;
 };
 
-// Sets OpenBLAS to one thread while OpenMP threads each call BLAS on their own tiles, so that the
-// two thread pools do not oversubscribe the cores, and restores the previous count at scope exit.
-// NOTE: the OpenBLAS thread count is process-wide, so BLAS calls of other threads in that window
-// run single-threaded too (more slowly, never wrongly).
+// Holds OpenBLAS at one thread while any fused NT-Xent runs, on any thread, and restores the
+// count it found when the last one ends. One BLAS thread keeps the two thread pools (OpenMP's and
+// OpenBLAS's) from oversubscribing the cores, and it makes the result depend on the OpenMP thread
+// count only: OpenBLAS splits some products differently with more threads, which changes their
+// rounding, and the count is process-wide, so a count that one call set and another call's tiles
+// saw would make two equal calls on two threads differ.
+// NOTE: other threads' BLAS calls in that window run on one thread too (more slowly, and rounded
+// as one thread rounds), and a count set by the user in that window is undone at its end.
 class SingleThreadedBlas {
  public:
-  explicit SingleThreadedBlas(int omp_threads) {
-    if (omp_threads > 1) {
+  SingleThreadedBlas() {
+    const std::lock_guard lock(mutex_);
+    if (active_calls_++ == 0) {
       previous_ = openblas_get_num_threads();
       if (previous_ > 1) {
         openblas_set_num_threads(1);
@@ -411,13 +429,16 @@ class SingleThreadedBlas {
   SingleThreadedBlas(const SingleThreadedBlas&) = delete;
   SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
   ~SingleThreadedBlas() {
-    if (previous_ > 1) {
+    const std::lock_guard lock(mutex_);
+    if (--active_calls_ == 0 && previous_ > 1) {
       openblas_set_num_threads(previous_);
     }
   }
 
  private:
-  int previous_ = 0;
+  static inline std::mutex mutex_;
+  static inline int active_calls_ = 0;  // fused calls inside a guard, guarded by mutex_
+  static inline int previous_ = 0;      // the count found by the first of them
 };
 
 // ---- Forward ---------------------------------------------------------------------------------
@@ -482,7 +503,7 @@ ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options)
   T* tile_data = tiles.data<T>();
   T* positives = positive_logits.data<T>();
   {
-    const SingleThreadedBlas blas_guard(threads);
+    const SingleThreadedBlas blas_guard;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
       const int t = omp_get_thread_num();
@@ -597,7 +618,7 @@ void backward(VjpContext& context) {
   T* extra_data = threads > 1 ? extra_gradients.data<T>() : nullptr;
   T* tile_data = tiles.data<T>();
   {
-    const SingleThreadedBlas blas_guard(threads);
+    const SingleThreadedBlas blas_guard;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
       const int t = omp_get_thread_num();

@@ -27,10 +27,13 @@
 //          row has cosine 0 with every row. A temperature of 0.01 stays finite in f32 because
 //          every exponential is taken after subtracting the row's running maximum.
 //   threads: tile pairs are spread over OpenMP threads (omp_get_max_threads()), each calling
-//          BLAS on its own tiles. NOTE: while the tiles run, OpenBLAS is set to one thread
-//          (openblas_set_num_threads, a process-wide setting) and restored afterwards, so the
-//          two thread pools do not oversubscribe the cores. BLAS calls made by other threads
-//          during that time run single-threaded.
+//          BLAS on its own tiles. NOTE: while any fused call runs, OpenBLAS is set to one thread
+//          (openblas_set_num_threads, a process-wide setting) and restored when the last one
+//          ends, so the two thread pools do not oversubscribe the cores. BLAS calls made by
+//          other threads during that time run single-threaded.
+//   determinism: bit-identical for the same input and the same OpenMP thread count, on any
+//          thread and whatever other threads run. A different thread count adds the per-thread
+//          partial sums in another order, which changes the last bits (docs/threads.md).
 //   errors: as nt_xent: DtypeError for a dtype other than f32 and f64; ShapeError for input that
 //          is not 2-D, is empty, has no features or an odd row count; ValueError for a
 //          temperature that is not positive and finite. All are raised before anything is
