@@ -152,6 +152,26 @@ template <class T>
   return result;
 }
 
+// Σᵢ x[i]·y[i] in double. The fixed lanes make the order of the sum the same on every CPU.
+template <class T>
+[[gnu::always_inline]] inline double dot_in_double(const T* x, const T* y, std::int64_t count) {
+  double partial[lanes] = {};
+  std::int64_t i = 0;
+  for (; i + lanes <= count; i += lanes) {
+    for (std::int64_t k = 0; k < lanes; ++k) {
+      partial[k] += static_cast<double>(x[i + k]) * static_cast<double>(y[i + k]);
+    }
+  }
+  for (; i < count; ++i) {
+    partial[0] += static_cast<double>(x[i]) * static_cast<double>(y[i]);
+  }
+  double result = 0.0;
+  for (std::int64_t k = 0; k < lanes; ++k) {
+    result += partial[k];
+  }
+  return result;
+}
+
 // ---- Tiles -----------------------------------------------------------------------------------
 
 std::int64_t positive_of(std::int64_t row, std::int64_t rows, Layout layout) {
@@ -295,9 +315,76 @@ template <class T>
   }
 }
 
+// What the last pass of the backward reads: the per-thread partial Ū beyond thread 0's, the
+// weights w_a, u and the norms.
+template <class T>
+struct GradientRows {
+  std::int64_t rows;
+  std::int64_t features;
+  int threads;
+  const T* extra;  // [threads − 1, rows, features]
+  const T* weights;
+  const T* u;
+  const double* norms;
+  T inverse_temperature;
+  Layout layout;
+};
+
+// Writes u_a = z_a / max(‖z_a‖₂, norm_eps) and the unclamped norms ‖z_a‖₂, summed in double.
+template <class T>
+[[gnu::always_inline]] inline void normalize_rows(const T* z, std::int64_t rows, std::int64_t features, T* u,
+                                                  double* norms) {
+  for (std::int64_t a = 0; a < rows; ++a) {
+    const T* row = z + a * features;
+    norms[a] = std::sqrt(dot_in_double(row, row, features));
+    const double inverse = 1.0 / std::max(norms[a], norm_eps);
+    T* out = u + a * features;
+    for (std::int64_t k = 0; k < features; ++k) {
+      out[k] = static_cast<T>(static_cast<double>(row[k]) * inverse);
+    }
+  }
+}
+
+// Turns each row of Ū, the cotangent of the unit rows u, into the cotangent of z, in place:
+// ū_a = (Ū_a − q_a) / temperature with q_a = (w_a + w_p(a))·u_p(a), then the VJP of
+// normalize, (ū_a − u_a·(u_a·ū_a)) / ‖z_a‖ when ‖z_a‖ > norm_eps, and ū_a / norm_eps otherwise.
+template <class T>
+[[gnu::always_inline]] inline void finish_gradient_rows(const GradientRows<T>& problem, T* gradient) {
+  const std::int64_t features = problem.features;
+  for (std::int64_t a = 0; a < problem.rows; ++a) {
+    T* row = gradient + a * features;
+    for (int t = 1; t < problem.threads; ++t) {
+      const T* other = problem.extra + ((t - 1) * problem.rows + a) * features;
+      for (std::int64_t k = 0; k < features; ++k) {
+        row[k] += other[k];
+      }
+    }
+    const std::int64_t partner = positive_of(a, problem.rows, problem.layout);
+    const T pair_weight = problem.weights[a] + problem.weights[partner];
+    const T* u_partner = problem.u + partner * features;
+    for (std::int64_t k = 0; k < features; ++k) {
+      row[k] = (row[k] - pair_weight * u_partner[k]) * problem.inverse_temperature;
+    }
+    const T* u_a = problem.u + a * features;
+    const double norm = problem.norms[a];
+    if (norm > norm_eps) {
+      const double projection = dot_in_double(u_a, row, features);
+      const double inverse_norm = 1.0 / norm;
+      for (std::int64_t k = 0; k < features; ++k) {
+        row[k] = static_cast<T>((static_cast<double>(row[k]) - static_cast<double>(u_a[k]) * projection) * inverse_norm);
+      }
+    } else {
+      const double inverse_eps = 1.0 / norm_eps;
+      for (std::int64_t k = 0; k < features; ++k) {
+        row[k] = static_cast<T>(static_cast<double>(row[k]) * inverse_eps);
+      }
+    }
+  }
+}
+
 // The loops above, compiled once per instruction set; the loader picks the widest the CPU has.
-// Clang instruments the clones' ifunc resolver under its sanitizers, and the loader runs that
-// resolver before the sanitizer runtime starts, which crashes; so those builds compile one version.
+// Clang builds with a sanitizer compile one version only. Clang instruments the clones' ifunc
+// resolver, and the loader runs it before the sanitizer runtime starts, which crashes.
 #if defined(__clang__)
 #if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer) || __has_feature(coverage_sanitizer)
 #define TAPEGRAD_ONE_VERSION_ONLY
@@ -343,6 +430,24 @@ TAPEGRAD_VECTOR_CLONES void exp_elements_f64(const double* x, double* y, std::in
   }
 }
 
+TAPEGRAD_VECTOR_CLONES void normalize_rows_f32(const float* z, std::int64_t rows, std::int64_t features, float* u,
+                                               double* norms) {
+  normalize_rows(z, rows, features, u, norms);
+}
+
+TAPEGRAD_VECTOR_CLONES void normalize_rows_f64(const double* z, std::int64_t rows, std::int64_t features, double* u,
+                                               double* norms) {
+  normalize_rows(z, rows, features, u, norms);
+}
+
+TAPEGRAD_VECTOR_CLONES void finish_gradient_rows_f32(const GradientRows<float>& problem, float* gradient) {
+  finish_gradient_rows(problem, gradient);
+}
+
+TAPEGRAD_VECTOR_CLONES void finish_gradient_rows_f64(const GradientRows<double>& problem, double* gradient) {
+  finish_gradient_rows(problem, gradient);
+}
+
 #undef TAPEGRAD_VECTOR_CLONES
 #undef TAPEGRAD_ONE_VERSION_ONLY
 
@@ -359,6 +464,19 @@ void weight_tile_dispatch(Block rows_i, Block rows_j, const float* weights, cons
 }
 void weight_tile_dispatch(Block rows_i, Block rows_j, const double* weights, const double* lse, double* tile) {
   weight_tile_f64(rows_i, rows_j, weights, lse, tile);
+}
+
+void normalize_rows_dispatch(const float* z, std::int64_t rows, std::int64_t features, float* u, double* norms) {
+  normalize_rows_f32(z, rows, features, u, norms);
+}
+void normalize_rows_dispatch(const double* z, std::int64_t rows, std::int64_t features, double* u, double* norms) {
+  normalize_rows_f64(z, rows, features, u, norms);
+}
+void finish_gradient_rows_dispatch(const GradientRows<float>& problem, float* gradient) {
+  finish_gradient_rows_f32(problem, gradient);
+}
+void finish_gradient_rows_dispatch(const GradientRows<double>& problem, double* gradient) {
+  finish_gradient_rows_f64(problem, gradient);
 }
 
 // ---- Scheduling ------------------------------------------------------------------------------
@@ -408,11 +526,11 @@ class TilePairs {
 };
 
 // Holds OpenBLAS at one thread while any fused NT-Xent runs, on any thread, and restores the
-// count it found when the last one ends. One BLAS thread keeps the two thread pools (OpenMP's and
-// OpenBLAS's) from oversubscribing the cores, and it makes the result depend on the OpenMP thread
-// count only: OpenBLAS splits some products differently with more threads, which changes their
-// rounding, and the count is process-wide, so a count that one call set and another call's tiles
-// saw would make two equal calls on two threads differ.
+// count it found when the last one ends. One BLAS thread keeps OpenMP's and OpenBLAS's thread
+// pools from oversubscribing the cores. It also makes the result depend on the OpenMP thread count
+// only. OpenBLAS splits some products differently with more threads, which changes their rounding.
+// The count is process-wide, so without the shared guard one call could restore it while another
+// call's tiles run, and two equal calls on two threads would differ.
 // NOTE: other threads' BLAS calls in that window run on one thread too (more slowly, and rounded
 // as one thread rounds), and a count set by the user in that window is undone at its end.
 class SingleThreadedBlas {
@@ -443,28 +561,6 @@ class SingleThreadedBlas {
 
 // ---- Forward ---------------------------------------------------------------------------------
 
-// Writes u_a = z_a / max(‖z_a‖₂, norm_eps) and the unclamped norms ‖z_a‖₂, summed in double.
-template <class T>
-void normalize_rows(const Tensor& z, Tensor& u, Tensor& norms) {
-  const std::int64_t rows = z.size(0);
-  const std::int64_t features = z.size(1);
-  const T* in = z.data<T>();
-  T* out = u.data<T>();
-  double* norm = norms.data<double>();
-  for (std::int64_t a = 0; a < rows; ++a) {
-    const T* row = in + a * features;
-    double squares = 0.0;
-    for (std::int64_t k = 0; k < features; ++k) {
-      squares += static_cast<double>(row[k]) * static_cast<double>(row[k]);
-    }
-    norm[a] = std::sqrt(squares);
-    const double divisor = std::max(norm[a], norm_eps);
-    for (std::int64_t k = 0; k < features; ++k) {
-      out[a * features + k] = static_cast<T>(static_cast<double>(row[k]) / divisor);
-    }
-  }
-}
-
 struct ForwardResult {
   Tensor value;  // the reduced loss, or the per-anchor losses for Reduction::none
   Tensor u;      // [R, D] normalized rows, z's dtype
@@ -481,7 +577,8 @@ ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options)
                        .u = tape.allocate({rows, features}, dtype),
                        .norms = tape.allocate({rows}, Dtype::f64),
                        .lse = tape.allocate({rows}, Dtype::f64)};
-  normalize_rows<T>(z, result.u, result.norms);
+  normalize_rows_dispatch(z.data<T>(), rows, features, result.u.template data<T>(),
+                          result.norms.data<double>());
 
   const TilePairs pairs(rows);
   const int threads = pairs.thread_count();
@@ -651,40 +748,16 @@ void backward(VjpContext& context) {
     }
   }
 
-  // ū = (Σ_t Ū_t − q) / temperature with q_a = (w_a + w_p(a))·u_p(a), then the VJP of normalize,
-  // row by row in place.
-  const double* norms = norms_tensor.data<double>();
-  const T inverse_temperature = static_cast<T>(1.0 / temperature);
-  for (std::int64_t a = 0; a < rows; ++a) {
-    T* row = gradient_data + a * features;
-    for (int t = 1; t < threads; ++t) {
-      const T* other = extra_data + ((t - 1) * rows + a) * features;
-      for (std::int64_t k = 0; k < features; ++k) {
-        row[k] += other[k];
-      }
-    }
-    const std::int64_t partner = positive_of(a, rows, layout);
-    const T pair_weight = weights[a] + weights[partner];
-    const T* u_partner = u + partner * features;
-    for (std::int64_t k = 0; k < features; ++k) {
-      row[k] = (row[k] - pair_weight * u_partner[k]) * inverse_temperature;
-    }
-    const T* u_a = u + a * features;
-    if (norms[a] > norm_eps) {
-      double projection = 0.0;
-      for (std::int64_t k = 0; k < features; ++k) {
-        projection += static_cast<double>(u_a[k]) * static_cast<double>(row[k]);
-      }
-      const double inverse_norm = 1.0 / norms[a];
-      for (std::int64_t k = 0; k < features; ++k) {
-        row[k] = static_cast<T>((static_cast<double>(row[k]) - static_cast<double>(u_a[k]) * projection) * inverse_norm);
-      }
-    } else {
-      for (std::int64_t k = 0; k < features; ++k) {
-        row[k] = static_cast<T>(static_cast<double>(row[k]) / norm_eps);
-      }
-    }
-  }
+  const GradientRows<T> gradient_rows{.rows = rows,
+                                      .features = features,
+                                      .threads = threads,
+                                      .extra = extra_data,
+                                      .weights = weights,
+                                      .u = u,
+                                      .norms = norms_tensor.data<double>(),
+                                      .inverse_temperature = static_cast<T>(1.0 / temperature),
+                                      .layout = layout};
+  finish_gradient_rows_dispatch(gradient_rows, gradient_data);
   context.accumulate(0, std::move(gradient));
 }
 
