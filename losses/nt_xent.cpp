@@ -9,9 +9,21 @@
 namespace tapegrad {
 namespace {
 
-void check_temperature(std::string_view op, double temperature) {
-  if (!(temperature > 0.0) || !std::isfinite(temperature)) {
-    raise<ValueError>(op, "the temperature must be positive and finite", "temperature {}", temperature);
+// Checks the options before anything is recorded: a layout or reduction outside its enum would
+// otherwise be taken as interleaved or none, or be rejected by the fused path after the two-view
+// form had recorded its concat.
+void check_options(std::string_view op, const NtXentOptions& options) {
+  if (!(options.temperature > 0.0) || !std::isfinite(options.temperature)) {
+    raise<ValueError>(op, "the temperature must be positive and finite", "temperature {}", options.temperature);
+  }
+  if (options.layout != Layout::concatenated && options.layout != Layout::interleaved) {
+    raise<ValueError>(op, "the layout must be concatenated or interleaved", "layout value {}",
+                      static_cast<int>(options.layout));
+  }
+  if (options.reduction != Reduction::mean && options.reduction != Reduction::sum &&
+      options.reduction != Reduction::none) {
+    raise<ValueError>(op, "the reduction must be mean, sum or none", "reduction value {}",
+                      static_cast<int>(options.reduction));
   }
 }
 
@@ -66,7 +78,7 @@ std::string_view reduction_name(Reduction reduction) {
 Var nt_xent(const Var& z, const NtXentOptions& options) {
   Tape& tape = common_tape("nt_xent", {z});
   check_embeddings("nt_xent", "z", z.value());
-  check_temperature("nt_xent", options.temperature);
+  check_options("nt_xent", options);
   const std::int64_t rows = z.value().size(0);
   if (rows % 2 != 0) {
     raise<ShapeError>("nt_xent", "z must have an even number of rows (2N: two views of N samples)",
@@ -110,7 +122,7 @@ Var nt_xent(const Var& zi, const Var& zj, const NtXentOptions& options) {
     raise<DtypeError>("nt_xent", "the two views must have the same dtype", "zi of dtype {} and zj of dtype {}",
                       zi.dtype(), zj.dtype());
   }
-  check_temperature("nt_xent", options.temperature);
+  check_options("nt_xent", options);
 
   const Var stacked = concat({zi, zj}, 0);
   if (options.layout == Layout::concatenated) {
