@@ -101,6 +101,9 @@ Tape& common_tape(std::string_view op, std::span<const Var> vars) {
   if (vars.empty()) {
     raise<TapeError>(op, "an op needs at least one Var", "no Vars");
   }
+  if (!vars.front().defined()) {
+    raise<TapeError>(op, "every Var must come from a tape (leaf, constant or an op)", "a default-constructed Var");
+  }
   Tape& tape = vars.front().tape();
   for (const Var& var : vars) {
     if (var.defined() && &var.tape() != &tape) {
@@ -231,6 +234,9 @@ void Tape::backward(const Var& output) {
   if (value.numel() != 1) {
     raise<TapeError>("Tape::backward", "backward() without a seed needs a scalar output; pass a seed of the output's shape",
                      "an output of shape {}", value.shape());
+  }
+  if (!is_floating(value.dtype())) {
+    raise<DtypeError>("Tape::backward", "the output must be f32 or f64", "dtype {}", value.dtype());
   }
   Tensor seed = allocate(value.shape(), value.dtype());
   dispatch_floating(value.dtype(), [&](auto zero) { *seed.data<decltype(zero)>() = 1; });
