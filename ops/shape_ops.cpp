@@ -141,8 +141,10 @@ Shape resolve_shape(const Shape& from, const Shape& requested) {
     } else if (extent < 0) {
       raise<ShapeError>("reshape", "every extent must be >= 0, or -1 to infer it",
                         "shape {} with extent {} at axis {}", requested, extent, axis);
-    } else {
-      known_product *= extent;
+    } else if (__builtin_mul_overflow(known_product, extent, &known_product) &&
+               std::find(requested.begin(), requested.end(), 0) == requested.end()) {
+      // Without this check the count wraps around, and a shape with a zero extent has none to check.
+      raise<ShapeError>("reshape", "the element count of a shape must fit in int64", "shape {}", requested);
     }
   }
   const std::int64_t numel = from.numel();
