@@ -566,6 +566,9 @@ struct ForwardResult {
   Tensor u;      // [R, D] normalized rows, z's dtype
   Tensor norms;  // [R] f64, ‖z_a‖₂ before the clamp
   Tensor lse;    // [R] f64, logsumexp_{b ≠ a} s_ab
+  // The one similarity tile when R ≤ fused_tile_rows, kept so the backward need not recompute it
+  // (at most fused_tile_rows² elements); undefined for a larger batch.
+  Tensor single_tile;
 };
 
 template <class T>
@@ -576,7 +579,8 @@ ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options)
   ForwardResult result{.value = {},
                        .u = tape.allocate({rows, features}, dtype),
                        .norms = tape.allocate({rows}, Dtype::f64),
-                       .lse = tape.allocate({rows}, Dtype::f64)};
+                       .lse = tape.allocate({rows}, Dtype::f64),
+                       .single_tile = {}};
   normalize_rows_dispatch(z.data<T>(), rows, features, result.u.template data<T>(),
                           result.norms.data<double>());
 
@@ -612,6 +616,10 @@ ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options)
         accumulate_tile_dispatch(problem, rows_i, rows_j, tile, scratch, state, positives);
       });
     }
+  }
+
+  if (pairs.pair_count() == 1) {
+    result.single_tile = tiles;
   }
 
   // Merge the threads' running sums: lse = M + log Σ_t sum_t·exp(max_t − M), M = max_t max_t.
@@ -668,6 +676,8 @@ void backward(VjpContext& context) {
   const Tensor& u_tensor = context.saved(0);
   const Tensor& norms_tensor = context.saved(1);
   const Tensor& lse_tensor = context.saved(2);
+  // The forward's tile, copied rather than weighted in place so that a second backward finds it intact.
+  const T* single_tile = context.saved(3).defined() ? context.saved(3).data<T>() : nullptr;
   const Tensor& cotangent = context.cotangent();
   const OpAttributes& attributes = context.attributes();
   const double temperature = attributes.scalar;
@@ -723,7 +733,11 @@ void backward(VjpContext& context) {
       T* u_bar = t == 0 ? gradient_data : extra_data + (t - 1) * rows * features;
       const auto k = static_cast<blasint>(features);
       pairs.for_each(t, omp_get_num_threads(), [&](Block rows_i, Block rows_j) {
-        compute_similarity_tile(problem, rows_i, rows_j, tile);
+        if (single_tile != nullptr) {
+          std::copy_n(single_tile, rows_i.size() * rows_j.size(), tile);
+        } else {
+          compute_similarity_tile(problem, rows_i, rows_j, tile);
+        }
         weight_tile_dispatch(rows_i, rows_j, weights, lse, tile);
         const auto m = static_cast<blasint>(rows_i.size());
         const auto n = static_cast<blasint>(rows_j.size());
@@ -811,7 +825,7 @@ Var nt_xent_fused(const Var& z, const NtXentOptions& options) {
     return forward<decltype(zero)>(tape, embeddings, options);
   });
   return tape.record(op_name, std::move(result.value), {z}, nt_xent_fused_vjp,
-                     {result.u, result.norms, result.lse}, encode_options(options));
+                     {result.u, result.norms, result.lse, result.single_tile}, encode_options(options));
 }
 
 namespace detail {

@@ -22,7 +22,8 @@
 //          scalar for mean and sum and [R] for none, in z's dtype.
 //   memory: beyond z and its gradient, O(R·D) for u and one gradient buffer per extra thread,
 //          O(R) per thread for the running sums, and one tile buffer per thread
-//          (fused_tile_rows² elements). Nothing of size R².
+//          (fused_tile_rows² elements). Nothing of size R². When R ≤ fused_tile_rows, the one
+//          tile is kept until Tape::clear(), so the backward need not compute it again.
 //   edges: N = 1 (R = 2) has no negatives, so each l_a and the gradient are exactly 0. A zero
 //          row has cosine 0 with every row. A temperature of 0.01 stays finite in f32 because
 //          every exponential is taken after subtracting the row's running maximum.

@@ -414,6 +414,26 @@ TEST_CASE("fused backward is bit-reproducible") {
   CHECK(first.grad == second.grad);
 }
 
+TEST_CASE("fused second backward doubles the gradient") {
+  // A batch of one tile (R = 6) and one of several (R = 600): the backward reuses the forward's
+  // tile in the first case, and a second backward must find that tile unchanged.
+  for (const std::int64_t rows : {6, 600}) {
+    CAPTURE(rows);
+    const tg::Tensor z = tg::Tensor::randn({rows, 5}, 43, tg::Dtype::f64);
+    tg::Tape tape;
+    tg::Var leaf = tape.leaf(z);
+    tg::Var loss = tg::nt_xent_fused(leaf, {});
+    tape.backward(loss);
+    const std::vector<double> once = leaf.grad().to_vector();
+    tape.backward(loss);
+    const std::vector<double> twice = leaf.grad().to_vector();
+    REQUIRE(once.size() == twice.size());
+    for (std::size_t i = 0; i < once.size(); ++i) {
+      CHECK(twice[i] == 2.0 * once[i]);
+    }
+  }
+}
+
 // ---- Edges ----------------------------------------------------------------------------------------
 
 TEST_CASE("fused one pair is exactly zero") {
