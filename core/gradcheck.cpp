@@ -80,8 +80,9 @@ PreparedInputs prepare_inputs(const GradcheckCase& gradcheck_case, std::uint64_t
     prepared.differentiable.push_back(differentiable ? 1 : 0);
   }
   if (!any_differentiable) {
-    raise<ValueError>(kOp, "a case needs at least one differentiable input", "case {}/{} with {} inputs, none differentiable",
-                      gradcheck_case.op, gradcheck_case.name, gradcheck_case.inputs.size());
+    const std::size_t count = gradcheck_case.inputs.size();
+    raise<ValueError>(kOp, "a case needs at least one differentiable input", "case {}/{} with {} {}, none differentiable",
+                      gradcheck_case.op, gradcheck_case.name, count, count == 1 ? "input" : "inputs");
   }
   return prepared;
 }
@@ -189,8 +190,9 @@ Tensor random_unit(const Shape& shape, std::uint64_t seed) {
   return vector;
 }
 
+// The message of error already starts with its op, so the op is not repeated here.
 std::string backward_failure(std::string_view when, const Error& error) {
-  return fmt::format("the backward pass {} raised {}: {}", when, error.op(), error.what());
+  return fmt::format("the backward pass {} raised {}", when, error.what());
 }
 
 // ---- Invariants --------------------------------------------------------------------------------
@@ -439,9 +441,13 @@ bool compare_full_jacobians(CaseRunner& runner, PreparedInputs& prepared, Gradch
 
 // ---- Fast mode ---------------------------------------------------------------------------------
 
+enum class ProjectionOutcome { agreed, disagreed, backward_raised };
+
 // Compares the projections v·(J u) and (vᵀJ)·u and stores them in result. Returns whether they
-// agree within the scaled tolerance.
-bool compare_projections(CaseRunner& runner, PreparedInputs& prepared, const Tensor& v, GradcheckResult& result) {
+// agree within the scaled tolerance, or backward_raised (with a broken invariant in result) when
+// the backward pass raised before the projections could be compared.
+ProjectionOutcome compare_projections(CaseRunner& runner, PreparedInputs& prepared, const Tensor& v,
+                                      GradcheckResult& result) {
   // u: one unit vector over all differentiable elements, split into one tensor per input.
   std::vector<Tensor> u(prepared.values.size());
   double u_norm_squared = 0.0;
@@ -502,7 +508,11 @@ bool compare_projections(CaseRunner& runner, PreparedInputs& prepared, const Ten
     gradients = backward_gradients(runner, output, v, prepared.differentiable);
   } catch (const Error& error) {
     result.broken_invariants.push_back(backward_failure("seeded with v", error));
-    return false;
+    // NaN marks the values that were never computed, so no report shows them as zeros.
+    result.projection_numerical = numerical;
+    result.projection_analytical = std::numeric_limits<double>::quiet_NaN();
+    result.projection_tolerance = std::numeric_limits<double>::quiet_NaN();
+    return ProjectionOutcome::backward_raised;
   }
   double analytical = 0.0;
   for (std::size_t i = 0; i < gradients.size(); ++i) {
@@ -526,7 +536,8 @@ bool compare_projections(CaseRunner& runner, PreparedInputs& prepared, const Ten
   result.projection_numerical = numerical;
   result.projection_analytical = analytical;
   result.projection_tolerance = result.atol * u_l1 * v_l1 + result.rtol * std::abs(numerical);
-  return std::abs(analytical - numerical) <= result.projection_tolerance;
+  return std::abs(analytical - numerical) <= result.projection_tolerance ? ProjectionOutcome::agreed
+                                                                          : ProjectionOutcome::disagreed;
 }
 
 // ---- Verdict -----------------------------------------------------------------------------------
@@ -621,12 +632,18 @@ GradcheckResult gradcheck(const GradcheckCase& gradcheck_case, const GradcheckOp
   const Tensor v = random_unit(output.shape(), result.seed * 1000003u + 104729u);
 
   if (options.mode == GradcheckMode::fast) {
-    if (!compare_projections(runner, prepared, v, result)) {
-      result.fell_back_to_full = true;
+    const ProjectionOutcome projection = compare_projections(runner, prepared, v, result);
+    if (projection == ProjectionOutcome::disagreed) {
       result.notes.push_back(fmt::format(
           "the projection check failed (v·(J u) = {:.9g} by differences, (vᵀJ)·u = {:.9g} by VJPs, tolerance "
           "{:.3g}), so the full Jacobians were compared",
           result.projection_numerical, result.projection_analytical, result.projection_tolerance));
+    } else if (projection == ProjectionOutcome::backward_raised) {
+      result.notes.push_back("the backward pass seeded with v raised, so the projections were not compared and the "
+                             "full Jacobians were tried instead");
+    }
+    if (projection != ProjectionOutcome::agreed) {
+      result.fell_back_to_full = true;
       compare_full_jacobians(runner, prepared, result);
     }
   } else {
@@ -671,12 +688,14 @@ std::string format_report(const GradcheckResult& result) {
     fmt::format_to(out,
                    "  input {}: {}, worst element [{}] (flat {}) for output element {}: numerical {:.9g}, "
                    "analytical {:.9g}, abs error {:.3g}, rel error {:.3g}, tolerance {:.3g}; one-sided differences "
-                   "{:.9g} forward, {:.9g} backward; {} failed entries\n",
+                   "{:.9g} forward, {:.9g} backward; {} failed {}\n",
                    report.input, verdict_name(report.verdict), fmt::join(report.multi_index, ", "), report.flat_index,
                    report.output_index, report.numerical, report.analytical, report.abs_error, report.rel_error,
-                   report.tolerance, report.forward_difference, report.backward_difference, report.failed_entries);
+                   report.tolerance, report.forward_difference, report.backward_difference, report.failed_entries,
+                   report.failed_entries == 1 ? "entry" : "entries");
     if (!report.non_differentiable_elements.empty()) {
-      fmt::format_to(out, "  input {}: non-differentiable point at flat elements {}\n", report.input,
+      fmt::format_to(out, "  input {}: non-differentiable point at flat {} {}\n", report.input,
+                     report.non_differentiable_elements.size() == 1 ? "element" : "elements",
                      fmt::join(report.non_differentiable_elements, ", "));
     }
   }

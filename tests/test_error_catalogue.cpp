@@ -972,7 +972,7 @@ TEST_CASE("catalogue: gradcheck") {
          tg::gradcheck(case_of({{.shape = {2}, .dtype = tg::Dtype::boolean, .differentiable = false}}));
        }},
       {"value", "gradcheck(no differentiable input)", K::value, "gradcheck",
-       {"case c/n with 1 inputs, none differentiable"},
+       {"case c/n with 1 input, none differentiable"},
        [](Fixture&) { tg::gradcheck(case_of({{.shape = {2}, .differentiable = false}})); }},
       {"undefined", "gradcheck(function returns Var())", K::value, "gradcheck",
        {"case c/n returned a default-constructed Var"},
