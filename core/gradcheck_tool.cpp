@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -16,8 +17,25 @@
 namespace tapegrad {
 namespace {
 
+// The program name for help, usage and errors: the basename of argv[0], so that a user's own
+// program that calls run_gradcheck_tool names itself.
+std::string program_name(int argc, const char* const* argv) {
+  if (argc > 0 && argv != nullptr && argv[0] != nullptr) {
+    std::string name = std::filesystem::path(argv[0]).filename().string();
+    if (!name.empty()) {
+      return name;
+    }
+  }
+  return "tapegrad-gradcheck";
+}
+
+// "1 element", "2 elements": a count and its noun in agreement.
+std::string count_of(std::size_t count, std::string_view singular, std::string_view plural) {
+  return fmt::format("{} {}", count, count == 1 ? singular : plural);
+}
+
 struct ToolOptions {
-  std::vector<std::string> ops;
+  std::vector<std::string> selectors;  // op names, OP/CASE or case names
   bool list = false;
   std::string format = "table";
   GradcheckOptions check;
@@ -30,6 +48,16 @@ struct CaseOutcome {
   std::string error;
 
   bool passed() const { return error.empty() && result.passed(); }
+
+  // False when the case raised, or when a backward pass raised before any derivative was compared
+  // (no input report and no projection), so there are no errors to show.
+  bool compared() const {
+    if (!error.empty()) {
+      return false;
+    }
+    const bool projection_only = result.mode == GradcheckMode::fast && !result.fell_back_to_full;
+    return !result.inputs.empty() || projection_only;
+  }
 };
 
 std::string describe_inputs(const GradcheckCase& gradcheck_case) {
@@ -65,12 +93,14 @@ std::string describe_verdict(const CaseOutcome& outcome) {
   std::string text(verdict_name(result.verdict));
   const GradcheckInputReport* worst = worst_input(result);
   if (result.verdict == GradcheckVerdict::non_differentiable_point && worst != nullptr) {
-    text += fmt::format(" at input {}, elements {}", worst->input, fmt::join(worst->non_differentiable_elements, ", "));
+    const std::vector<std::int64_t>& elements = worst->non_differentiable_elements;
+    text += fmt::format(" at input {}, {} {}", worst->input, elements.size() == 1 ? "element" : "elements",
+                        fmt::join(elements, ", "));
   } else if (result.verdict != GradcheckVerdict::passed && result.verdict != GradcheckVerdict::invariant_broken &&
              worst != nullptr) {
     text += fmt::format(" at input {}, element [{}]", worst->input, fmt::join(worst->multi_index, ", "));
   } else if (result.verdict == GradcheckVerdict::invariant_broken && !result.broken_invariants.empty()) {
-    text += fmt::format(" ({} of them)", result.broken_invariants.size());
+    text += fmt::format(" ({})", count_of(result.broken_invariants.size(), "invariant", "invariants"));
   }
   if (result.upcast_from_f32) {
     text += " (f32 inputs checked in f64)";
@@ -105,10 +135,12 @@ void write_table(std::ostream& out, const ToolOptions& options, const std::vecto
   for (const CaseOutcome& outcome : outcomes) {
     const GradcheckCase& gradcheck_case = *outcome.gradcheck_case;
     const bool ran = outcome.error.empty();
+    const bool compared = outcome.compared();
     out << fmt::format("{:<{}}  {:<{}}  {:<9}  {:>13}  {:>13}  {}\n", gradcheck_case.op, op_width,
                        gradcheck_case.name, case_width, ran ? describe_mode(outcome) : "-",
-                       ran ? fmt::format("{:.3e}", outcome.result.max_abs_error()) : "-",
-                       ran ? fmt::format("{:.3e}", outcome.result.max_rel_error()) : "-", describe_verdict(outcome));
+                       compared ? fmt::format("{:.3e}", outcome.result.max_abs_error()) : "-",
+                       compared ? fmt::format("{:.3e}", outcome.result.max_rel_error()) : "-",
+                       describe_verdict(outcome));
     if (outcome.passed()) {
       ++passed;
     } else if (ran) {
@@ -156,9 +188,16 @@ nlohmann::json case_json(const CaseOutcome& outcome) {
   record["mode"] = mode_name(result.mode);
   record["fell_back_to_full"] = result.fell_back_to_full;
   record["verdict"] = verdict_name(result.verdict);
-  record["max_abs_error"] = result.max_abs_error();
-  record["max_rel_error"] = result.max_rel_error();
-  if (const GradcheckInputReport* worst = worst_input(result)) {
+  if (!outcome.compared()) {
+    // A backward pass raised before any comparison: there is no error and no worst element.
+    record["max_abs_error"] = nullptr;
+    record["max_rel_error"] = nullptr;
+    record["worst_index"] = nullptr;
+    record["numerical"] = nullptr;
+    record["analytical"] = nullptr;
+  } else if (const GradcheckInputReport* worst = worst_input(result)) {
+    record["max_abs_error"] = result.max_abs_error();
+    record["max_rel_error"] = result.max_rel_error();
     record["worst_index"] = {{"input", worst->input},
                              {"flat_index", worst->flat_index},
                              {"multi_index", worst->multi_index},
@@ -167,6 +206,8 @@ nlohmann::json case_json(const CaseOutcome& outcome) {
     record["analytical"] = worst->analytical;
   } else {
     // Fast mode without a fallback compares one projection, which has no element.
+    record["max_abs_error"] = result.max_abs_error();
+    record["max_rel_error"] = result.max_rel_error();
     record["worst_index"] = nullptr;
     record["numerical"] = result.projection_numerical;
     record["analytical"] = result.projection_analytical;
@@ -222,8 +263,9 @@ void write_list(std::ostream& out, const ToolOptions& options, const std::vector
     out << list.dump(2) << '\n';
     return;
   }
+  // OP/CASE is also the form that selects one case on the command line.
   for (const GradcheckCase* gradcheck_case : cases) {
-    out << fmt::format("{} {}: {}\n", gradcheck_case->op, gradcheck_case->name, describe_inputs(*gradcheck_case));
+    out << fmt::format("{}/{}: {}\n", gradcheck_case->op, gradcheck_case->name, describe_inputs(*gradcheck_case));
   }
 }
 
@@ -245,7 +287,10 @@ CLI::Validator finite_number(bool strict) {
 }
 
 void add_options(CLI::App& app, ToolOptions& options) {
-  app.add_option("OP", options.ops, "Ops to check, by name (default: every registered op)");
+  app.add_option("OP", options.selectors,
+                 "What to check: an op name selects all its cases, OP/CASE selects one case, and a case name "
+                 "selects that case when only one op has a case of that name; --list shows the OP/CASE names "
+                 "(default: every registered case)");
   app.add_flag("--list", options.list, "List the selected cases with their input shapes and dtypes, and check none (default: off)");
   app.add_flag_callback(
       "--fast", [&options] { options.check.mode = GradcheckMode::fast; },
@@ -270,33 +315,70 @@ void add_options(CLI::App& app, ToolOptions& options) {
       ->check(CLI::IsMember({"table", "json"}));
   app.footer(
       "Exit status: 0 when every case passed (and for --help and --list), 1 when any failed, 2 for a usage "
-      "error such as an unknown op.\nA case's own eps, atol or rtol, which it must justify, replaces the "
+      "error such as an unknown op or case.\nA case's own eps, atol or rtol, which it must justify, replaces the "
       "command-line value.");
 }
 
-// The cases of the selected ops, or every case. Returns false and writes to err when an op is
-// not registered.
-bool select_cases(const ToolOptions& options, const GradcheckRegistry& registry,
-                  std::vector<const GradcheckCase*>& selected, std::ostream& err) {
+void add_unique(std::vector<const GradcheckCase*>& selected, const GradcheckCase* gradcheck_case) {
+  if (std::find(selected.begin(), selected.end(), gradcheck_case) == selected.end()) {
+    selected.push_back(gradcheck_case);
+  }
+}
+
+// The cases that one command-line argument selects: every case of an op, the case OP/CASE, or the
+// one case of that name. Returns false and writes to err when the argument selects nothing or,
+// as a bare case name, names cases of several ops.
+bool select_by_argument(const std::string& argument, const GradcheckRegistry& registry, const std::string& program,
+                        std::vector<const GradcheckCase*>& selected, std::ostream& err) {
   const std::vector<std::string> known = registry.ops();
-  if (options.ops.empty()) {
+  if (std::find(known.begin(), known.end(), argument) != known.end()) {
+    for (const GradcheckCase* gradcheck_case : registry.cases_of(argument)) {
+      add_unique(selected, gradcheck_case);
+    }
+    return true;
+  }
+
+  std::vector<const GradcheckCase*> matches;
+  for (const GradcheckCase& gradcheck_case : registry.cases()) {
+    if (argument == gradcheck_case.name || argument == gradcheck_case.op + "/" + gradcheck_case.name) {
+      matches.push_back(&gradcheck_case);
+    }
+  }
+  if (matches.size() == 1) {
+    add_unique(selected, matches.front());
+    return true;
+  }
+  if (matches.size() > 1) {
+    std::vector<std::string> names;
+    for (const GradcheckCase* gradcheck_case : matches) {
+      names.push_back(fmt::format("{}/{}", gradcheck_case->op, gradcheck_case->name));
+    }
+    err << fmt::format("{}: a case name must belong to one op, or be written as OP/CASE, but got '{}', a case of {} "
+                       "ops ({})\n",
+                       program, argument, matches.size(), fmt::join(names, ", "));
+    return false;
+  }
+  err << fmt::format("{}: each OP must be a registered op, OP/CASE or case name ({}), but got '{}'; run {} --list "
+                     "to see every case\n",
+                     program,
+                     known.empty() ? "none is registered" : fmt::format("known ops: {}", fmt::join(known, ", ")),
+                     argument, program);
+  return false;
+}
+
+// The cases the arguments select, in argument order without repeats, or every case when there are
+// no arguments. Returns false when an argument selects nothing.
+bool select_cases(const ToolOptions& options, const GradcheckRegistry& registry, const std::string& program,
+                  std::vector<const GradcheckCase*>& selected, std::ostream& err) {
+  if (options.selectors.empty()) {
     for (const GradcheckCase& gradcheck_case : registry.cases()) {
       selected.push_back(&gradcheck_case);
     }
     return true;
   }
-  for (const std::string& op : options.ops) {
-    if (std::find(known.begin(), known.end(), op) == known.end()) {
-      err << fmt::format("tapegrad-gradcheck: each OP must be a registered op ({}), but got '{}'\n",
-                         known.empty() ? "none is registered" : fmt::format("known ops: {}", fmt::join(known, ", ")),
-                         op);
+  for (const std::string& argument : options.selectors) {
+    if (!select_by_argument(argument, registry, program, selected, err)) {
       return false;
-    }
-    const std::vector<const GradcheckCase*> cases = registry.cases_of(op);
-    for (const GradcheckCase* gradcheck_case : cases) {
-      if (std::find(selected.begin(), selected.end(), gradcheck_case) == selected.end()) {
-        selected.push_back(gradcheck_case);
-      }
     }
   }
   return true;
@@ -306,7 +388,8 @@ bool select_cases(const ToolOptions& options, const GradcheckRegistry& registry,
 
 int run_gradcheck_tool(int argc, const char* const* argv, const GradcheckRegistry& registry, std::ostream& out,
                        std::ostream& err) {
-  CLI::App app("Checks the VJPs of registered ops against finite differences, in float64.", "tapegrad-gradcheck");
+  const std::string program = program_name(argc, argv);
+  CLI::App app("Checks the VJPs of registered ops against finite differences, in float64.", program);
   ToolOptions options;
   add_options(app, options);
   try {
@@ -317,7 +400,7 @@ int run_gradcheck_tool(int argc, const char* const* argv, const GradcheckRegistr
   }
 
   std::vector<const GradcheckCase*> selected;
-  if (!select_cases(options, registry, selected, err)) {
+  if (!select_cases(options, registry, program, selected, err)) {
     return kGradcheckUsageError;
   }
   if (options.list) {

@@ -8,8 +8,12 @@
 //       return tapegrad::run_gradcheck_tool(argc, argv, registry);
 //     }
 //
-// Usage: PROGRAM [OP...] [--list] [--fast] [--eps X] [--atol X] [--rtol X] [--seed N]
-//                [--format table|json] [--help]
+// Usage: PROGRAM [OP | OP/CASE | CASE ...] [--list] [--fast] [--eps X] [--atol X] [--rtol X]
+//                [--seed N] [--format table|json] [--help]
+//
+// PROGRAM, the basename of argv[0], names the program in help, usage and error messages. An op
+// name selects every case of that op, OP/CASE one case, and a bare case name the one case of that
+// name (a usage error when several ops have a case of that name).
 //
 // The table has one line per case (op, case, mode, max abs error, max rel error, verdict), the
 // details of each failing case indented below its line, and a closing line "N passed, N failed".
@@ -24,7 +28,7 @@ namespace tapegrad {
 // Exit statuses of run_gradcheck_tool.
 inline constexpr int kGradcheckAllPassed = 0;
 inline constexpr int kGradcheckSomeFailed = 1;
-inline constexpr int kGradcheckUsageError = 2;  // invalid options or an unknown op
+inline constexpr int kGradcheckUsageError = 2;  // invalid options, or an unknown op or case
 
 // Parses the command line, checks the selected cases of registry and writes the report to out
 // and usage errors to err. Returns 0 when every case passed (and for --help and --list), 1 when

@@ -653,8 +653,10 @@ struct ToolRun {
   std::string err;
 };
 
-ToolRun run_tool(const tg::GradcheckRegistry& registry, std::vector<std::string> arguments) {
-  arguments.insert(arguments.begin(), "tapegrad-gradcheck");
+// Runs the tool as a program whose argv[0] is `program`.
+ToolRun run_tool(const tg::GradcheckRegistry& registry, std::vector<std::string> arguments,
+                 const std::string& program = "tapegrad-gradcheck") {
+  arguments.insert(arguments.begin(), program);
   std::vector<const char*> argv;
   for (const std::string& argument : arguments) {
     argv.push_back(argument.c_str());
@@ -710,6 +712,65 @@ TEST_CASE("tool exits 2 for an unknown op and lists the known ones") {
   CHECK(run.out.empty());
   CHECK(contains(run.err, "known ops: square, add_row, scaled_square"));
   CHECK(contains(run.err, "but got 'cube'"));
+  CHECK(contains(run.err, "OP/CASE or case name"));
+  CHECK(contains(run.err, "run tapegrad-gradcheck --list to see every case"));
+}
+
+TEST_CASE("tool selects one case by OP/CASE") {
+  const ToolRun run = run_tool(tool_registry(), {"square/f32_matrix"});
+  CAPTURE(run.out);
+  CHECK(run.status == 0);
+  CHECK(run.err.empty());
+  CHECK(contains(run.out, "\nsquare  f32_matrix"));
+  CHECK_FALSE(contains(run.out, "square  vector"));
+  CHECK(run.out.ends_with("\n1 passed, 0 failed\n"));
+}
+
+TEST_CASE("tool selects one case by a unique case name") {
+  // three_rows is a case of add_row only, and f32_matrix of square only.
+  const ToolRun run = run_tool(tool_registry(), {"three_rows", "f32_matrix"});
+  CAPTURE(run.out);
+  CHECK(run.status == 0);
+  CHECK(run.err.empty());
+  CHECK(contains(run.out, "\nadd_row  three_rows"));
+  CHECK(contains(run.out, "\nsquare   f32_matrix"));
+  CHECK(run.out.ends_with("\n2 passed, 0 failed\n"));
+}
+
+TEST_CASE("tool rejects a case name of several ops") {
+  // Both square and scaled_square have a case named vector.
+  const ToolRun run = run_tool(tool_registry(), {"vector"});
+  CHECK(run.status == 2);
+  CHECK(run.out.empty());
+  CHECK(contains(run.err, "tapegrad-gradcheck: a case name must belong to one op, or be written as OP/CASE, but got "
+                          "'vector', a case of 2 ops (square/vector, scaled_square/vector)"));
+}
+
+TEST_CASE("tool rejects an OP/CASE that is not registered") {
+  const ToolRun wrong_case = run_tool(tool_registry(), {"square/three_rows"});
+  CHECK(wrong_case.status == 2);
+  CHECK(contains(wrong_case.err, "but got 'square/three_rows'"));
+  const ToolRun empty_case = run_tool(tool_registry(), {"square/"});
+  CHECK(empty_case.status == 2);
+  CHECK(contains(empty_case.err, "but got 'square/'"));
+}
+
+TEST_CASE("tool names itself after argv[0]") {
+  const ToolRun help = run_tool(tool_registry(), {"--help"}, "/opt/my tools/myop");
+  CAPTURE(help.out);
+  CHECK(help.status == 0);
+  CHECK(contains(help.out, "myop"));
+  CHECK_FALSE(contains(help.out, "tapegrad-gradcheck"));
+  CHECK_FALSE(contains(help.out, "/opt/my tools"));
+
+  const ToolRun unknown = run_tool(tool_registry(), {"cube"}, "./myop");
+  CHECK(unknown.status == 2);
+  CHECK(unknown.err.starts_with("myop: each OP must be"));
+  CHECK(contains(unknown.err, "run myop --list"));
+
+  // An empty argv[0] falls back to the tool's own name.
+  const ToolRun unnamed = run_tool(tool_registry(), {"cube"}, "");
+  CHECK(unnamed.err.starts_with("tapegrad-gradcheck: each OP must be"));
 }
 
 TEST_CASE("tool exits 2 for invalid options") {
@@ -739,7 +800,72 @@ TEST_CASE("tool help documents every option and its default") {
 TEST_CASE("tool lists cases without checking them") {
   const ToolRun run = run_tool(tool_registry(), {"--list", "square"});
   CHECK(run.status == 0);
-  CHECK(run.out == "square vector: [4] f64\nsquare f32_matrix: [2, 3] f32\n");
+  CHECK(run.out == "square/vector: [4] f64\nsquare/f32_matrix: [2, 3] f32\n");
+}
+
+TEST_CASE("tool shows no error for a case that compared nothing") {
+  // add_row's unreduced b̄ has a's shape, so every backward pass raises and no derivative is
+  // compared: the error columns show "-" in the table and null in JSON.
+  tg::GradcheckRegistry registry;
+  registry.add({.op = "add_row", .name = "not_reduced", .inputs = {{.shape = {3, 2}}, {.shape = {1, 2}}},
+                .function = add_row_with(not_reduced)});
+  for (const char* mode : {"--eps=1e-6", "--fast"}) {
+    CAPTURE(mode);
+    const ToolRun table = run_tool(registry, {mode});
+    CAPTURE(table.out);
+    CHECK(table.status == 1);
+    const std::size_t start = table.out.find("\nadd_row  not_reduced");
+    REQUIRE(start != std::string::npos);
+    const std::string line = table.out.substr(start + 1, table.out.find('\n', start + 1) - start - 1);
+    std::istringstream columns(line);
+    std::string op, name, run_mode, abs_error, rel_error;
+    columns >> op >> name >> run_mode >> abs_error >> rel_error;
+    CHECK(abs_error == "-");
+    CHECK(rel_error == "-");
+    CHECK(contains(line, "invariant broken ("));
+    CHECK(contains(line, " invariants)"));
+    CHECK_FALSE(contains(table.out, "0.000e+00"));
+    // The op leads the tape's message once, not twice.
+    CHECK(contains(table.out, "raised add_row: a VJP must return an input gradient with the input's shape"));
+    CHECK_FALSE(contains(table.out, "add_row: add_row:"));
+
+    const ToolRun json = run_tool(registry, {mode, "--format", "json"});
+    CHECK(json.status == 1);
+    const nlohmann::json record = nlohmann::json::parse(json.out)["cases"][0];
+    CAPTURE(record.dump());
+    CHECK(record["verdict"] == "invariant broken");
+    CHECK(record["max_abs_error"].is_null());
+    CHECK(record["max_rel_error"].is_null());
+    CHECK(record["worst_index"].is_null());
+    CHECK(record["numerical"].is_null());
+    CHECK(record["analytical"].is_null());
+  }
+}
+
+TEST_CASE("reports put counts and nouns in agreement") {
+  // One element scaled by 1.01: one failed Jacobian entry.
+  const tg::Tensor x = tg::Tensor::from_values({1}, {0.5});
+  const tg::GradcheckResult one = tg::gradcheck(square_with(scaled_by_1_01), {x}, {}, "square");
+  CHECK(contains(tg::format_report(one), "; 1 failed entry\n"));
+  const tg::Tensor x3 = tg::Tensor::from_values({3}, {0.5, -1.5, 0.25});
+  const tg::GradcheckResult three = tg::gradcheck(square_with(scaled_by_1_01), {x3}, {}, "square");
+  CHECK(contains(tg::format_report(three), "; 3 failed entries\n"));
+
+  // A case with one constant input: the message reads "1 input", not "1 inputs".
+  tg::GradcheckCase constant_only{.op = "square", .name = "constant", .inputs = {{.shape = {2}, .differentiable = false}},
+                                  .function = square_with(correct)};
+  CHECK_THROWS_WITH_AS(tg::gradcheck(constant_only),
+                       "gradcheck: a case needs at least one differentiable input, but got case square/constant with 1 "
+                       "input, none differentiable",
+                       tg::ValueError);
+
+  // A VJP with a gradient for a zero cotangent breaks exactly one invariant.
+  tg::GradcheckRegistry registry;
+  registry.add({.op = "square", .name = "leaky", .inputs = {{.shape = {3}}},
+                .function = square_with(nonzero_for_zero_cotangent)});
+  const ToolRun run = run_tool(registry, {});
+  CAPTURE(run.out);
+  CHECK(contains(run.out, "invariant broken (1 invariant)"));
 }
 
 TEST_CASE("tool writes JSON records with the report fields") {
