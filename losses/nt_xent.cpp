@@ -90,7 +90,10 @@ Var nt_xent(const Var& z, const NtXentOptions& options) {
 
   // s = u·uᵀ / temperature, [2N, D]·[D, 2N] → [2N, 2N], the transpose handed to BLAS as a flag.
   const Var u = normalize(z, 1);
-  const Var logits = matmul(u, u, {.transpose_b = true}) * (1.0 / options.temperature);
+  // Divided by the temperature, not multiplied by its reciprocal, because for a subnormal
+  // temperature 1 / temperature overflows to inf outside the tape. Anomaly mode checks only ops
+  // whose inputs and scalar are finite, so it could then not name the overflow.
+  const Var logits = matmul(u, u, {.transpose_b = true}) / options.temperature;
 
   const Var negatives_and_positive = masked_logsumexp(logits, off_diagonal_mask(tape, rows), 1);
   // Index scratch kept per thread (one tape per thread), so a steady training loop reuses its

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -549,4 +550,31 @@ TEST_CASE("invalid input raises and leaves the tape unchanged") {
   CHECK_THROWS_WITH(tg::nt_xent(two_by_two, {.temperature = -0.1}),
                     doctest::Contains("nt_xent: the temperature must be positive and finite"));
   CHECK(tape.size() == recorded);
+}
+
+TEST_CASE("subnormal temperature raises in anomaly mode") {
+  // The temperature 4.9e-324 is positive and finite, so nt_xent accepts it, but every logit
+  // cos / temperature with cos != 0 overflows to ±inf, and anomaly mode must name the op. This
+  // catches a composed path that multiplies by 1 / temperature = inf, a scalar that anomaly mode
+  // does not check, and returns NaN without raising.
+  const double temperature = std::numeric_limits<double>::denorm_min();
+  const tg::Tensor z = matrix({{1.0, 0.0}, {0.0, 1.0}, {1.0, 1.0}, {1.0, -1.0}});
+
+  tg::Tape plain;
+  const tg::Var loss = tg::nt_xent(plain.leaf(z), {.temperature = temperature,
+                                                   .implementation = tg::NtXentImplementation::composed});
+  CHECK_FALSE(std::isfinite(loss.value().item()));
+
+  tg::Tape composed({.detect_anomaly = true});
+  const tg::Var composed_z = composed.leaf(z);
+  const tg::NtXentOptions composed_options{.temperature = temperature,
+                                           .implementation = tg::NtXentImplementation::composed};
+  CHECK_THROWS_AS(tg::nt_xent(composed_z, composed_options), tg::ValueError);
+  CHECK_THROWS_WITH(tg::nt_xent(composed_z, composed_options), doctest::Contains("div: anomaly mode"));
+
+  tg::Tape fused({.detect_anomaly = true});
+  const tg::Var fused_z = fused.leaf(z);
+  const tg::NtXentOptions fused_options{.temperature = temperature, .implementation = tg::NtXentImplementation::fused};
+  CHECK_THROWS_AS(tg::nt_xent(fused_z, fused_options), tg::ValueError);
+  CHECK_THROWS_WITH(tg::nt_xent(fused_z, fused_options), doctest::Contains("nt_xent_fused: anomaly mode"));
 }
