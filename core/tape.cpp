@@ -392,7 +392,16 @@ void VjpContext::accumulate(std::int64_t position, Tensor input_gradient) {
                       "NaN or infinity in the gradient of input {} of node {} (backward pass, input shapes {})",
                       position, node_.index, describe_input_shapes(tape_, node_));
   }
+  // Two finite input gradients can overflow when they add up in a node used by several ops.
+  const bool sum_of_finite_terms = tape_.options_.detect_anomaly && input_node.grad.defined() &&
+                                   all_finite(input_node.grad) && all_finite(input_gradient);
   tape_.accumulate(input_node, std::move(input_gradient));
+  if (sum_of_finite_terms && !all_finite(input_node.grad)) {
+    raise<ValueError>(node_.op, "anomaly mode: an accumulated gradient must be finite when its terms are",
+                      "NaN or infinity after adding the gradient of input {} of node {} to the gradient of node {} "
+                      "(backward pass, input shapes {})",
+                      position, node_.index, input_node.index, describe_input_shapes(tape_, node_));
+  }
 }
 
 }  // namespace tapegrad

@@ -52,9 +52,10 @@ struct OpAttributes {
 };
 
 struct TapeOptions {
-  // Check every op's output in the forward pass and every input gradient in the backward pass
-  // for NaN or infinity produced from finite values (inputs and OpAttributes::scalar), and raise
-  // ValueError naming the op, its node index, its input shapes and the pass.
+  // Check for NaN or infinity produced from finite values (inputs and OpAttributes::scalar): in
+  // every op's output in the forward pass, and in every input gradient and every sum of input
+  // gradients in the backward pass. A finding raises ValueError naming the op, its node index,
+  // its input shapes and the pass.
   bool detect_anomaly = false;
 };
 

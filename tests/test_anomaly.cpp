@@ -43,6 +43,29 @@ TEST_CASE("anomaly mode names div in the backward pass") {
   CHECK(b.grad().at({0, 1}) == 0.0);
 }
 
+TEST_CASE("anomaly mode names an overflowing gradient sum") {
+  // x feeds two products in y = 3·(x·c) + 3·(x·c) with c = 5e307. At x = 1e-10 the value 3e298
+  // is finite, and so is each product's input gradient 3·c = 1.5e308 (DBL_MAX is about
+  // 1.797e308), but their sum 3e308 in x's gradient overflows to +inf.
+  tg::Tape tape({.detect_anomaly = true});
+  tg::Var x = tape.leaf(tg::Tensor::from_values({1}, {1e-10}));
+  tg::Var c = tape.constant(tg::Tensor::from_values({1}, {5e307}));
+  tg::Var y = tg::sum((x * c) * 3.0 + (x * c) * 3.0);
+  CHECK(std::isfinite(y.value().item()));
+  CHECK_THROWS_AS(tape.backward(y), tg::ValueError);
+  CHECK_THROWS_WITH(tape.backward(y), doctest::Contains("mul: anomaly mode: an accumulated gradient must be finite"));
+  CHECK_THROWS_WITH(tape.backward(y), doctest::Contains("to the gradient of node 0 (backward pass"));
+  // The failed sweeps left no partial gradient behind.
+  CHECK(x.grad().at({0}) == 0.0);
+
+  // Without anomaly mode the same sum is +inf.
+  tg::Tape plain;
+  tg::Var x2 = plain.leaf(tg::Tensor::from_values({1}, {1e-10}));
+  tg::Var c2 = plain.constant(tg::Tensor::from_values({1}, {5e307}));
+  plain.backward(tg::sum((x2 * c2) * 3.0 + (x2 * c2) * 3.0));
+  CHECK(std::isinf(x2.grad().at({0})));
+}
+
 TEST_CASE("anomaly mode passes NT-Xent") {
   // The composed path fills masked logits with -inf on purpose: a scalar argument, not an anomaly.
   for (tg::NtXentImplementation implementation : {tg::NtXentImplementation::composed, tg::NtXentImplementation::fused}) {
