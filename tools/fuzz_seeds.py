@@ -169,6 +169,14 @@ EDGE_SEEDS = {
          step("reshape", a=0, mode=2 + 4 * 3, extra=[7, 1, 0])]),
 }
 
+# x = 1/16 feeds two products with c = 1e300·6.9375⁹ ≈ 3.7e307 (nine mul_scalar steps). Each
+# product's input gradient 3·c is finite, but their sum in x's gradient overflows.
+_chain = [step("mul_scalar", a=1 + i, scalar=value_byte(6.9375)) for i in range(9)]
+EDGE_SEEDS["gradient_sum_overflow"] = program(
+    [tensor([1], [0.0625]), tensor([1], ["1e300"], constant=True)],
+    _chain + [step("mul", a=0, b=10), step("mul", a=0, b=10), step("mul_scalar", a=11, scalar=value_byte(3.0)),
+              step("mul_scalar", a=12, scalar=value_byte(3.0)), step("add", a=13, b=14)])
+
 
 def main():
     corpus = pathlib.Path(__file__).resolve().parent / "fuzz-corpus"
