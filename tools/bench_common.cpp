@@ -5,10 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 
 extern char** environ;
 
@@ -57,6 +60,35 @@ std::vector<std::string> parse_names(const std::string& option, const std::strin
     throw std::invalid_argument(option + ": the list must not be empty");
   }
   return names;
+}
+
+double parse_positive(const std::string& option, const std::string& text) {
+  std::size_t used = 0;
+  double value = 0.0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;  // no number, or one out of the double range such as 1e999
+  }
+  if (used == 0 || used != text.size() || !std::isfinite(value) || !(value > 0)) {
+    throw std::invalid_argument(option + ": the value must be a positive finite number, but got '" + text + "'");
+  }
+  return value;
+}
+
+std::string format_significant(double value) {
+  if (!std::isfinite(value)) {
+    return std::to_string(value);
+  }
+  if (value == 0) {
+    return "0";
+  }
+  // Decimals that leave three significant digits: 2 for 1.23, 4 for 0.0123, none from 100 up.
+  const int magnitude = static_cast<int>(std::floor(std::log10(std::abs(value))));
+  const int decimals = std::max(0, 2 - magnitude);
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", decimals, value);
+  return text;
 }
 
 double median(std::vector<double> values) {
@@ -140,47 +172,88 @@ std::string run_child(const std::string& executable, const std::vector<std::stri
   return output;
 }
 
+namespace {
+
+enum class CellFormat {
+  as_is,        // strings and integers
+  significant,  // three significant digits
+  fixed_2,      // two decimals, for a share between 0 and 1
+  count,        // a whole number without decimals, else three significant digits
+};
+
+std::string format_cell(const nlohmann::json& value, CellFormat format) {
+  if (value.is_null()) {
+    return "-";
+  }
+  if (value.is_string()) {
+    return value.get<std::string>();
+  }
+  const double number = value.get<double>();
+  char text[64];
+  switch (format) {
+    case CellFormat::as_is:
+      return value.dump();
+    case CellFormat::significant:
+      return format_significant(number);
+    case CellFormat::fixed_2:
+      std::snprintf(text, sizeof text, "%.2f", number);
+      return text;
+    case CellFormat::count:
+      if (number == std::floor(number) && std::abs(number) < 1e15) {
+        std::snprintf(text, sizeof text, "%.0f", number);
+        return text;
+      }
+      return format_significant(number);
+  }
+  return value.dump();
+}
+
+}  // namespace
+
 void print_table(const nlohmann::json& records) {
   struct Column {
     const char* key;
-    const char* title;
-    int width;
-    int precision;
+    const char* title;  // the key in words, so a reader finds the field in the JSON and the docs
+    CellFormat format;
   };
   const Column columns[] = {
-      {"n", "N", 6, 0},
-      {"d", "D", 5, 0},
-      {"dtype", "dtype", 6, 0},
-      {"implementation", "implementation", 15, 0},
-      {"forward_ms", "fwd ms", 10, 2},
-      {"forward_backward_ms", "fwd+bwd ms", 11, 2},
-      {"gflops", "GFLOP/s", 9, 1},
-      {"floor_ms", "floor ms", 10, 2},
-      {"floor_share", "floor share", 12, 2},
-      {"peak_extra_mib", "peak MiB", 10, 1},
-      {"peak_rss_extra_mib", "peak RSS MiB", 13, 1},
-      {"allocations_per_step", "allocs/step", 12, 1},
+      {"n", "N", CellFormat::as_is},
+      {"d", "D", CellFormat::as_is},
+      {"dtype", "dtype", CellFormat::as_is},
+      {"implementation", "implementation", CellFormat::as_is},
+      {"forward_ms", "forward ms", CellFormat::significant},
+      {"forward_backward_ms", "forward+backward ms", CellFormat::significant},
+      {"gflops", "GFLOP/s", CellFormat::significant},
+      {"floor_ms", "floor ms", CellFormat::significant},
+      {"floor_share", "floor share", CellFormat::fixed_2},
+      {"peak_extra_mib", "peak extra MiB", CellFormat::significant},
+      {"peak_rss_extra_mib", "peak RSS extra MiB", CellFormat::significant},
+      {"allocations_per_step", "allocations/step", CellFormat::count},
   };
-  std::string line;
+
+  // Each column is as wide as its title or its widest cell, plus two spaces.
+  std::vector<std::vector<std::string>> cells;
+  std::vector<std::size_t> widths;
   for (const Column& column : columns) {
-    char cell[64];
-    std::snprintf(cell, sizeof cell, "%*s", column.width, column.title);
-    line += cell;
+    widths.push_back(std::string_view(column.title).size());
+  }
+  for (const nlohmann::json& record : records) {
+    std::vector<std::string>& row = cells.emplace_back();
+    for (std::size_t c = 0; c < std::size(columns); ++c) {
+      const auto found = record.find(columns[c].key);
+      row.push_back(found == record.end() ? "-" : format_cell(*found, columns[c].format));
+      widths[c] = std::max(widths[c], row.back().size());
+    }
+  }
+  std::string line;
+  for (std::size_t c = 0; c < std::size(columns); ++c) {
+    line += std::string(widths[c] + 2 - std::string_view(columns[c].title).size(), ' ') + columns[c].title;
   }
   std::puts(line.c_str());
-  for (const nlohmann::json& record : records) {
+  for (const std::vector<std::string>& row : cells) {
     line.clear();
-    for (const Column& column : columns) {
-      char cell[64];
-      const auto found = record.find(column.key);
-      if (found == record.end() || found->is_null()) {
-        std::snprintf(cell, sizeof cell, "%*s", column.width, "-");
-      } else if (found->is_string()) {
-        std::snprintf(cell, sizeof cell, "%*s", column.width, found->get<std::string>().c_str());
-      } else {
-        std::snprintf(cell, sizeof cell, "%*.*f", column.width, column.precision, found->get<double>());
-      }
-      line += cell;
+    for (std::size_t c = 0; c < row.size(); ++c) {
+      line += std::string(widths[c] + 2 - row[c].size(), ' ') + row[c];
     }
     std::puts(line.c_str());
   }

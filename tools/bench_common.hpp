@@ -27,6 +27,13 @@ struct Configuration {
 std::vector<std::int64_t> parse_sizes(const std::string& option, const std::string& list);
 std::vector<std::string> parse_names(const std::string& option, const std::string& list,
                                      const std::vector<std::string>& allowed);
+// Parses a number that must be positive and finite, such as a time in seconds or a limit in MiB.
+// Raises std::invalid_argument naming the option and the text for anything else (0, -1, inf,
+// nan, 1e999, "2s").
+double parse_positive(const std::string& option, const std::string& text);
+
+// Formats value with three significant digits and no exponent ("0.0123", "14.5", "1616").
+std::string format_significant(double value);
 
 double median(std::vector<double> values);
 
@@ -46,7 +53,14 @@ bool reset_peak_resident();
 // std::runtime_error with the exit status when the child fails.
 std::string run_child(const std::string& executable, const std::vector<std::string>& arguments);
 
-// Prints records as a table to stdout: one line per configuration, the columns that are present.
+// The last line of both tools' --help.
+inline constexpr const char* help_footer =
+    "The table columns and JSON fields are explained in docs/benchmarks.md, section \"What is measured\".";
+
+// Prints records as a table to stdout, one line per configuration. Each column shows one JSON
+// field ("-" for null or missing) and is titled after it, so "peak extra MiB" is peak_extra_mib.
+// steps and the thread counts are in the JSON only. Times keep three significant digits, so
+// 0.0123 ms stays readable.
 void print_table(const nlohmann::json& records);
 
 }  // namespace bench

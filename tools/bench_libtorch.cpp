@@ -90,26 +90,38 @@ int main(int argc, char** argv) {
   std::string n_list = "16,1024,4096";
   std::string d_list = "128";
   std::string dtype_list = "f32";
-  double min_time = 2.0;
+  // The numbers stay text until parse_positive checks them, as in tapegrad-bench.
+  std::string min_time_text = "2";
   std::string format = "table";
-  double memory_limit_mib = 4096;
+  std::string memory_limit_text = "4096";
   bool child = false;
   app.add_option("--n", n_list, "Comma-separated pair counts N (the batch has 2N rows)")->capture_default_str();
   app.add_option("--d", d_list, "Comma-separated feature counts D")->capture_default_str();
   app.add_option("--dtype", dtype_list, "Comma-separated dtypes: f32, f64")->capture_default_str();
-  app.add_option("--min-time", min_time, "Seconds of timed steps per configuration, after the warm-up")
-      ->check(CLI::PositiveNumber)
+  app.add_option("--min-time", min_time_text,
+                 "Seconds of timed steps per configuration, after the warm-up (a positive finite number)")
       ->capture_default_str();
-  app.add_option("--format", format, "Output format")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
-  app.add_option("--memory-limit-mib", memory_limit_mib,
+  app.add_option("--format", format, "Output format: table (one line per configuration) or json (an array with one "
+                                     "record per configuration)")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  app.add_option("--memory-limit-mib", memory_limit_text,
                  "Skip configurations whose estimated peak memory (six [2N, 2N] matrices) exceeds this, in MiB")
-      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_flag("--child", child, "Run exactly one configuration and print its JSON record (used internally)")
       ->group("");
-  CLI11_PARSE(app, argc, argv);
+  app.footer(std::string("Exit status: 0 on success, 1 for an invalid option or a failed configuration.\n") +
+             bench::help_footer);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    const int status = app.exit(error);
+    return status == 0 ? 0 : 1;
+  }
 
   try {
+    const double min_time = bench::parse_positive("--min-time", min_time_text);
+    const double memory_limit_mib = bench::parse_positive("--memory-limit-mib", memory_limit_text);
     const std::vector<std::int64_t> ns = bench::parse_sizes("--n", n_list);
     const std::vector<std::int64_t> ds = bench::parse_sizes("--d", d_list);
     const std::vector<std::string> dtypes = bench::parse_names("--dtype", dtype_list, {"f32", "f64"});
@@ -128,14 +140,14 @@ int main(int argc, char** argv) {
           const double estimate = 6.0 * rows * rows * (dtype == "f32" ? 4.0 : 8.0);
           if (estimate > memory_limit_mib * mebibyte) {
             std::cerr << "skipping N=" << n << " D=" << d << " " << dtype << " libtorch: it needs about "
-                      << static_cast<std::int64_t>(estimate / mebibyte) << " MiB, more than --memory-limit-mib "
-                      << memory_limit_mib << "\n";
+                      << bench::format_significant(estimate / mebibyte) << " MiB, more than --memory-limit-mib "
+                      << memory_limit_text << "\n";
             continue;
           }
           std::cerr << "running N=" << n << " D=" << d << " " << dtype << " libtorch\n";
           const std::string output =
               bench::run_child("/proc/self/exe", {"--child", "--n", std::to_string(n), "--d", std::to_string(d),
-                                                  "--dtype", dtype, "--min-time", std::to_string(min_time)});
+                                                  "--dtype", dtype, "--min-time", min_time_text});
           records.push_back(nlohmann::json::parse(output));
         }
       }

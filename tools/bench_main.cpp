@@ -215,33 +215,46 @@ int main(int argc, char** argv) {
   std::string d_list = "128";
   std::string dtype_list = "f32";
   std::string implementation_list = "fused,composed";
-  double min_time = 2.0;
+  // The numbers stay text until parse_positive checks them, so that every invalid value gets the
+  // same message and exit status.
+  std::string min_time_text = "2";
   std::string format = "table";
-  double memory_limit_mib = 4096;
-  double floor_limit_mib = 2048;
+  std::string memory_limit_text = "4096";
+  std::string floor_limit_text = "2048";
   bool child = false;
   app.add_option("--n", n_list, "Comma-separated pair counts N (the batch has 2N rows)")->capture_default_str();
   app.add_option("--d", d_list, "Comma-separated feature counts D")->capture_default_str();
   app.add_option("--dtype", dtype_list, "Comma-separated dtypes: f32, f64")->capture_default_str();
   app.add_option("--implementation", implementation_list, "Comma-separated implementations: fused, composed")
       ->capture_default_str();
-  app.add_option("--min-time", min_time, "Seconds of timed steps per configuration, after the warm-up")
-      ->check(CLI::PositiveNumber)
+  app.add_option("--min-time", min_time_text,
+                 "Seconds of timed steps per configuration, after the warm-up (a positive finite number)")
       ->capture_default_str();
-  app.add_option("--format", format, "Output format")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
-  app.add_option("--memory-limit-mib", memory_limit_mib,
+  app.add_option("--format", format, "Output format: table (one line per configuration) or json (an array with one "
+                                     "record per configuration)")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  app.add_option("--memory-limit-mib", memory_limit_text,
                  "Skip composed configurations whose estimated peak memory (ten [2N, 2N] matrices) exceeds this, in MiB")
-      ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--floor-limit-mib", floor_limit_mib,
+  app.add_option("--floor-limit-mib", floor_limit_text,
                  "Measure the matrix-product floor only when its [2N, 2N] buffer fits in this many MiB")
-      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_flag("--child", child, "Run exactly one configuration and print its JSON record (used internally)")
       ->group("");
-  CLI11_PARSE(app, argc, argv);
+  app.footer(std::string("Exit status: 0 on success, 1 for an invalid option or a failed configuration.\n") +
+             bench::help_footer);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    const int status = app.exit(error);
+    return status == 0 ? 0 : 1;
+  }
 
   try {
+    const double min_time = bench::parse_positive("--min-time", min_time_text);
+    const double memory_limit_mib = bench::parse_positive("--memory-limit-mib", memory_limit_text);
+    const double floor_limit_mib = bench::parse_positive("--floor-limit-mib", floor_limit_text);
     const std::vector<std::int64_t> ns = bench::parse_sizes("--n", n_list);
     const std::vector<std::int64_t> ds = bench::parse_sizes("--d", d_list);
     const std::vector<std::string> dtypes = bench::parse_names("--dtype", dtype_list, {"f32", "f64"});
@@ -262,16 +275,15 @@ int main(int argc, char** argv) {
             const double estimate = composed_bytes_estimate(n, dtype);
             if (implementation == "composed" && estimate > memory_limit_mib * mebibyte) {
               std::cerr << "skipping N=" << n << " D=" << d << " " << dtype << " composed: it needs about "
-                        << static_cast<std::int64_t>(estimate / mebibyte) << " MiB, more than --memory-limit-mib "
-                        << memory_limit_mib << "\n";
+                        << bench::format_significant(estimate / mebibyte) << " MiB, more than --memory-limit-mib "
+                        << memory_limit_text << "\n";
               continue;
             }
             std::cerr << "running N=" << n << " D=" << d << " " << dtype << " " << implementation << "\n";
             const std::string output = bench::run_child(
                 "/proc/self/exe",
                 {"--child", "--n", std::to_string(n), "--d", std::to_string(d), "--dtype", dtype, "--implementation",
-                 implementation, "--min-time", std::to_string(min_time), "--floor-limit-mib",
-                 std::to_string(floor_limit_mib)});
+                 implementation, "--min-time", min_time_text, "--floor-limit-mib", floor_limit_text});
             records.push_back(nlohmann::json::parse(output));
           }
         }
