@@ -105,10 +105,12 @@ Tape& common_tape(std::string_view op, std::span<const Var> vars) {
     raise<TapeError>(op, "every Var must come from a tape (leaf, constant or an op)", "a default-constructed Var");
   }
   Tape& tape = vars.front().tape();
-  for (const Var& var : vars) {
+  for (std::size_t position = 0; position < vars.size(); ++position) {
+    const Var& var = vars[position];
     if (var.defined() && &var.tape() != &tape) {
       raise<TapeError>(op, "all Vars of one op must be on the same tape",
-                       "Vars of two different tapes (nodes {} and {})", vars.front().index(), var.index());
+                       "Vars of two different tapes: input 0 is node {} of one tape, input {} is node {} of another",
+                       vars.front().index(), position, var.index());
     }
     tape.check_handle(op, var);
   }

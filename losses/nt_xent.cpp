@@ -25,6 +25,11 @@ void check_options(std::string_view op, const NtXentOptions& options) {
     raise<ValueError>(op, "the reduction must be mean, sum or none", "reduction value {}",
                       static_cast<int>(options.reduction));
   }
+  if (options.implementation != NtXentImplementation::fused &&
+      options.implementation != NtXentImplementation::composed) {
+    raise<ValueError>(op, "the implementation must be fused or composed", "implementation value {}",
+                      static_cast<int>(options.implementation));
+  }
 }
 
 void check_embeddings(std::string_view op, std::string_view argument, const Tensor& z) {

@@ -37,7 +37,8 @@
 // - A zero row has cosine 0 with every row (normalize maps it to zero); the loss stays finite.
 // - Errors: empty input, an odd row count in the one-tensor form, input that is not 2-D, rows
 //   with no features, views of unequal shape, a temperature that is not positive and finite,
-//   a dtype other than f32 and f64, views of two dtypes.
+//   a dtype other than f32 and f64, views of two dtypes, and a layout, reduction or
+//   implementation value outside its enum. All are raised before anything is recorded.
 
 #include <cstdint>
 

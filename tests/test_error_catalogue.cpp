@@ -261,7 +261,7 @@ TEST_CASE("catalogue: tape and var") {
       {"empty", "common_tape(\"custom\", {})", K::tape, "custom", {"no Vars"},
        [](Fixture&) { tg::common_tape("custom", std::span<const tg::Var>()); }},
       {"foreign", "common_tape(\"custom\", {x, Var of other})", K::tape, "custom",
-       {"Vars of two different tapes (nodes 0 and 0)"},
+       {"Vars of two different tapes: input 0 is node 0 of one tape, input 1 is node 0 of another"},
        [](Fixture& f) { tg::common_tape("custom", {f.x, f.foreign}); }},
       {"stale", "stale.value()", K::tape, "Var::value", {"stale handle (node 0"},
        [](Fixture& f) { (void)f.stale.value(); }},
@@ -856,6 +856,8 @@ std::vector<Rejection> nt_xent_rejections(tg::NtXentImplementation implementatio
   const tg::NtXentOptions bad_layout = with([](tg::NtXentOptions& o) { o.layout = static_cast<tg::Layout>(7); });
   const tg::NtXentOptions bad_reduction =
       with([](tg::NtXentOptions& o) { o.reduction = static_cast<tg::Reduction>(7); });
+  const tg::NtXentOptions bad_implementation =
+      with([](tg::NtXentOptions& o) { o.implementation = static_cast<tg::NtXentImplementation>(7); });
   return {
       {"dtype", "nt_xent(boolean [4, 3])", K::dtype, "nt_xent", {"z of dtype boolean and shape [4, 3]"},
        [base](Fixture& f) { tg::nt_xent(f.bool_z, base); }},
@@ -879,6 +881,8 @@ std::vector<Rejection> nt_xent_rejections(tg::NtXentImplementation implementatio
        [bad_layout](Fixture& f) { tg::nt_xent(f.z, bad_layout); }},
       {"option", "nt_xent(z, reduction 7)", K::value, "nt_xent", {"reduction value 7"},
        [bad_reduction](Fixture& f) { tg::nt_xent(f.z, bad_reduction); }},
+      {"option", "nt_xent(z, implementation 7)", K::value, "nt_xent", {"implementation value 7"},
+       [bad_implementation](Fixture& f) { tg::nt_xent(f.z, bad_implementation); }},
       {"stale", "nt_xent(stale)", K::tape, "nt_xent", {"stale handle (node 0"},
        [base](Fixture& f) { tg::nt_xent(f.stale, base); }},
       {"shape", "nt_xent(x [2, 3], z [4, 3])", K::shape, "nt_xent", {"zi of shape [2, 3] and zj of shape [4, 3]"},
@@ -895,6 +899,8 @@ std::vector<Rejection> nt_xent_rejections(tg::NtXentImplementation implementatio
        [bad_layout](Fixture& f) { tg::nt_xent(f.x, f.x, bad_layout); }},
       {"option", "nt_xent(x, x, reduction 7)", K::value, "nt_xent", {"reduction value 7"},
        [bad_reduction](Fixture& f) { tg::nt_xent(f.x, f.x, bad_reduction); }},
+      {"option", "nt_xent(x, x, implementation 7)", K::value, "nt_xent", {"implementation value 7"},
+       [bad_implementation](Fixture& f) { tg::nt_xent(f.x, f.x, bad_implementation); }},
       {"foreign", "nt_xent(x, Var of other)", K::tape, "nt_xent", {"Vars of two different tapes"},
        [base](Fixture& f) { tg::nt_xent(f.x, f.foreign, base); }},
       {"stale", "nt_xent(x, stale)", K::tape, "nt_xent", {"stale handle (node 0"},
