@@ -17,6 +17,8 @@
 //
 // The table has one line per case (op, case, mode, max abs error, max rel error, verdict), the
 // details of each failing case indented below its line, and a closing line "N passed, N failed".
+// A case whose backward pass raised before any comparison has "-" in both error columns and null
+// errors in JSON.
 // The JSON format is one document: the options used, one record per case and the two counts.
 
 #include <iosfwd>
