@@ -7,12 +7,13 @@
 #include "nt_xent_fused.hpp"
 
 namespace tapegrad {
-namespace {
+
+namespace detail {
 
 // Checks the options before anything is recorded: a layout or reduction outside its enum would
 // otherwise be taken as interleaved or none, or be rejected by the fused path after the two-view
 // form had recorded its concat.
-void check_options(std::string_view op, const NtXentOptions& options) {
+void check_nt_xent_options(std::string_view op, const NtXentOptions& options) {
   if (!(options.temperature > 0.0) || !std::isfinite(options.temperature)) {
     raise<ValueError>(op, "the temperature must be positive and finite", "temperature {}", options.temperature);
   }
@@ -32,7 +33,7 @@ void check_options(std::string_view op, const NtXentOptions& options) {
   }
 }
 
-void check_embeddings(std::string_view op, std::string_view argument, const Tensor& z) {
+void check_nt_xent_embeddings(std::string_view op, std::string_view argument, const Tensor& z) {
   if (!is_floating(z.dtype())) {
     raise<DtypeError>(op, "embeddings must be f32 or f64", "{} of dtype {} and shape {}", argument, z.dtype(),
                       z.shape());
@@ -47,6 +48,10 @@ void check_embeddings(std::string_view op, std::string_view argument, const Tens
     raise<ShapeError>(op, "each row needs at least one feature", "{} of shape {}", argument, z.shape());
   }
 }
+
+}  // namespace detail
+
+namespace {
 
 // Row a's positive partner in a batch of `rows` = 2N rows.
 std::int64_t positive_of(std::int64_t row, std::int64_t rows, Layout layout) {
@@ -82,8 +87,8 @@ std::string_view reduction_name(Reduction reduction) {
 
 Var nt_xent(const Var& z, const NtXentOptions& options) {
   Tape& tape = common_tape("nt_xent", {z});
-  check_embeddings("nt_xent", "z", z.value());
-  check_options("nt_xent", options);
+  detail::check_nt_xent_embeddings("nt_xent", "z", z.value());
+  detail::check_nt_xent_options("nt_xent", options);
   const std::int64_t rows = z.value().size(0);
   if (rows % 2 != 0) {
     raise<ShapeError>("nt_xent", "z must have an even number of rows (2N: two views of N samples)",
@@ -120,8 +125,8 @@ Var nt_xent(const Var& z, const NtXentOptions& options) {
 
 Var nt_xent(const Var& zi, const Var& zj, const NtXentOptions& options) {
   common_tape("nt_xent", {zi, zj});
-  check_embeddings("nt_xent", "zi", zi.value());
-  check_embeddings("nt_xent", "zj", zj.value());
+  detail::check_nt_xent_embeddings("nt_xent", "zi", zi.value());
+  detail::check_nt_xent_embeddings("nt_xent", "zj", zj.value());
   if (zi.shape() != zj.shape()) {
     raise<ShapeError>("nt_xent", "the two views must have the same shape [N, D] (row i of each is a pair)",
                       "zi of shape {} and zj of shape {}", zi.shape(), zj.shape());
@@ -130,7 +135,7 @@ Var nt_xent(const Var& zi, const Var& zj, const NtXentOptions& options) {
     raise<DtypeError>("nt_xent", "the two views must have the same dtype", "zi of dtype {} and zj of dtype {}",
                       zi.dtype(), zj.dtype());
   }
-  check_options("nt_xent", options);
+  detail::check_nt_xent_options("nt_xent", options);
 
   const Var stacked = concat({zi, zj}, 0);
   if (options.layout == Layout::concatenated) {

@@ -79,4 +79,14 @@ std::string_view reduction_name(Reduction reduction);
 
 void register_nt_xent_cases(GradcheckRegistry& registry);
 
+namespace detail {
+
+// The argument checks that nt_xent and nt_xent_fused share, raising with `op` as the op's name.
+// Embeddings must be f32 or f64, 2-D, with rows and features; `argument` names them in messages.
+void check_nt_xent_embeddings(std::string_view op, std::string_view argument, const Tensor& z);
+// The temperature must be positive and finite, and each enum a value it defines.
+void check_nt_xent_options(std::string_view op, const NtXentOptions& options);
+
+}  // namespace detail
+
 }  // namespace tapegrad

@@ -785,34 +785,12 @@ void nt_xent_fused_vjp(VjpContext& context) {
 // ---- Argument checks -------------------------------------------------------------------------
 
 void check_arguments(const Tensor& z, const NtXentOptions& options) {
-  if (!is_floating(z.dtype())) {
-    raise<DtypeError>(op_name, "embeddings must be f32 or f64", "z of dtype {} and shape {}", z.dtype(), z.shape());
-  }
-  if (z.rank() != 2) {
-    raise<ShapeError>(op_name, "embeddings must be 2-D (one row per sample)", "z of shape {}", z.shape());
-  }
-  if (z.size(0) == 0) {
-    raise<ShapeError>(op_name, "the batch must not be empty", "z of shape {}", z.shape());
-  }
-  if (z.size(1) == 0) {
-    raise<ShapeError>(op_name, "each row needs at least one feature", "z of shape {}", z.shape());
-  }
+  detail::check_nt_xent_embeddings(op_name, "z", z);
   if (z.size(0) % 2 != 0) {
     raise<ShapeError>(op_name, "z must have an even number of rows (2N: two views of N samples)", "z of shape {}",
                       z.shape());
   }
-  if (!(options.temperature > 0.0) || !std::isfinite(options.temperature)) {
-    raise<ValueError>(op_name, "the temperature must be positive and finite", "temperature {}", options.temperature);
-  }
-  if (options.layout != Layout::concatenated && options.layout != Layout::interleaved) {
-    raise<ValueError>(op_name, "the layout must be concatenated or interleaved", "layout value {}",
-                      static_cast<int>(options.layout));
-  }
-  if (options.reduction != Reduction::mean && options.reduction != Reduction::sum &&
-      options.reduction != Reduction::none) {
-    raise<ValueError>(op_name, "the reduction must be mean, sum or none", "reduction value {}",
-                      static_cast<int>(options.reduction));
-  }
+  detail::check_nt_xent_options(op_name, options);
 }
 
 }  // namespace
