@@ -159,7 +159,7 @@ double Tensor::at(std::initializer_list<std::int64_t> index) const {
 double Tensor::at(std::span<const std::int64_t> index) const {
   check_defined("Tensor::at");
   if (static_cast<std::int64_t>(index.size()) != rank()) {
-    raise<ShapeError>("Tensor::at", "at() needs one index per axis", "{} indices [{}] for shape {}",
+    raise<ShapeError>("Tensor::at", "at() needs one index per axis", "an index of length {} ([{}]) for shape {}",
                       index.size(), fmt::join(index, ", "), shape_);
   }
   const auto strides = contiguous_strides(shape_);

@@ -353,7 +353,7 @@ TEST_CASE("catalogue: tensor and shape") {
        [](Fixture& f) { (void)f.empty.value().item(); }},
       {"undefined", "Tensor().item()", K::value, "Tensor::item", {"an undefined tensor"},
        [](Fixture&) { (void)tg::Tensor().item(); }},
-      {"index", "t.at({0}) of [2, 3]", K::shape, "Tensor::at", {"1 indices [0] for shape [2, 3]"},
+      {"index", "t.at({0}) of [2, 3]", K::shape, "Tensor::at", {"an index of length 1 ([0]) for shape [2, 3]"},
        [](Fixture& f) { (void)f.x.value().at({0}); }},
       {"index", "t.at({0, 3}) of [2, 3]", K::shape, "Tensor::at", {"index [0, 3] for shape [2, 3] (axis 1)"},
        [](Fixture& f) { (void)f.x.value().at({0, 3}); }},

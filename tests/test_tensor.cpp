@@ -203,8 +203,8 @@ TEST_CASE("at rejects out-of-range indices naming them") {
 TEST_CASE("at rejects the wrong number of indices") {
   const tg::Tensor t = tg::Tensor::zeros({2, 3});
   CHECK_THROWS_AS(t.at({1}), tg::ShapeError);
-  CHECK_THROWS_WITH(t.at({1}), "Tensor::at: at() needs one index per axis, but got 1 indices [1] for shape [2, 3]");
-  CHECK_THROWS_WITH(t.at({0, 0, 0}), doctest::Contains("3 indices [0, 0, 0] for shape [2, 3]"));
+  CHECK_THROWS_WITH(t.at({1}), "Tensor::at: at() needs one index per axis, but got an index of length 1 ([1]) for shape [2, 3]");
+  CHECK_THROWS_WITH(t.at({0, 0, 0}), doctest::Contains("an index of length 3 ([0, 0, 0]) for shape [2, 3]"));
 }
 
 TEST_CASE("flat rejects out-of-range indices") {
