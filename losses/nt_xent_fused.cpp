@@ -632,8 +632,12 @@ ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options)
     double sum = 0.0;
     for (int t = 0; t < threads; ++t) {
       const double thread_maximum = state_data[2 * t * rows + a];
-      if (thread_maximum != -std::numeric_limits<double>::infinity()) {
-        sum += state_data[(2 * t + 1) * rows + a] * std::exp(thread_maximum - maximum);
+      const double thread_sum = state_data[(2 * t + 1) * rows + a];
+      // exp(0) is exactly 1, so the thread that holds the maximum skips the call.
+      if (thread_maximum == maximum) {
+        sum += thread_sum;
+      } else if (thread_maximum != -std::numeric_limits<double>::infinity()) {
+        sum += thread_sum * std::exp(thread_maximum - maximum);
       }
     }
     lse[a] = maximum + std::log(sum);
