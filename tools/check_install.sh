@@ -3,10 +3,10 @@
 # the source tree, by building and running the programs in tests/consumer/:
 #
 #   1. installed: `meson install` into a temporary prefix, then for each of sum_exp, ops_check,
-#      nt_xent_check and gradcheck_user_op
+#      nt_xent_check, gradcheck_user_op and anomaly_log
 #      g++ -std=c++20 PROGRAM.cpp $(pkg-config --cflags --libs --static tapegrad)
-#      (values and gradients of ops and NT-Xent, typed errors, and the gradcheck tool on a
-#      user's op with a wrong VJP)
+#      (values and gradients of ops and NT-Xent, typed errors, the gradcheck tool on a user's
+#      op with a wrong VJP, and anomaly mode naming log for sum(log(x)) at x = [0, 1])
 #   2. subproject: a meson project (tests/consumer/subproject/meson.build) with the repository
 #      at subprojects/tapegrad and dependency('tapegrad').
 #
@@ -51,7 +51,7 @@ if [[ " $static_flags " == *" -lgfortran "* && ! -e $(g++ -print-file-name=libgf
 fi
 
 mkdir "$work/pkg-config"
-for program in sum_exp ops_check nt_xent_check gradcheck_user_op; do
+for program in sum_exp ops_check nt_xent_check gradcheck_user_op anomaly_log; do
   cp "$repo/tests/consumer/$program.cpp" "$work/pkg-config/"
   (
     cd "$work/pkg-config"
