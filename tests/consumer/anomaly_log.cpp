@@ -1,5 +1,5 @@
 // A program built outside the source tree against an installed tapegrad, as
-// tools/check_install.sh does. sum(log(x)) at x = [0, 1] is -inf, as IEEE 754 says, with anomaly
+// tools/check_install.sh does. sum(log(x)) at x = [0, 1] is -inf, as IEEE 754 defines, with anomaly
 // mode off. With it on, recording log must raise tapegrad::ValueError naming `log` and the
 // forward pass. The program exits with status 1 unless both hold.
 #include <tapegrad/tapegrad.hpp>
