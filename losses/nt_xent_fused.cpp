@@ -337,10 +337,11 @@ template <class T>
   for (std::int64_t a = 0; a < rows; ++a) {
     const T* row = z + a * features;
     norms[a] = std::sqrt(dot_in_double(row, row, features));
-    const double inverse = 1.0 / std::max(norms[a], norm_eps);
+    // The scale is rounded to T once, so the row is scaled in T's own vector width.
+    const T inverse = static_cast<T>(1.0 / std::max(norms[a], norm_eps));
     T* out = u + a * features;
     for (std::int64_t k = 0; k < features; ++k) {
-      out[k] = static_cast<T>(static_cast<double>(row[k]) * inverse);
+      out[k] = row[k] * inverse;
     }
   }
 }
@@ -368,10 +369,10 @@ template <class T>
     const T* u_a = problem.u + a * features;
     const double norm = problem.norms[a];
     if (norm > norm_eps) {
-      const double projection = dot_in_double(u_a, row, features);
-      const double inverse_norm = 1.0 / norm;
+      const auto projection = static_cast<T>(dot_in_double(u_a, row, features));
+      const auto inverse_norm = static_cast<T>(1.0 / norm);
       for (std::int64_t k = 0; k < features; ++k) {
-        row[k] = static_cast<T>((static_cast<double>(row[k]) - static_cast<double>(u_a[k]) * projection) * inverse_norm);
+        row[k] = (row[k] - u_a[k] * projection) * inverse_norm;
       }
     } else {
       const double inverse_eps = 1.0 / norm_eps;
