@@ -76,6 +76,20 @@ double parse_positive(const std::string& option, const std::string& text) {
   return value;
 }
 
+std::optional<int> parse_command_line(CLI::App& app, bool& child, int argc, char** argv) {
+  app.add_flag("--child", child, "Run exactly one configuration and print its JSON record (used internally)")
+      ->group("");
+  app.footer(std::string("Exit status: 0 on success, 1 for an invalid option or a failed configuration.\n") +
+             help_footer);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    const int status = app.exit(error);
+    return status == 0 ? 0 : 1;
+  }
+  return std::nullopt;
+}
+
 std::string format_significant(double value) {
   if (!std::isfinite(value)) {
     return std::to_string(value);

@@ -8,9 +8,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 namespace bench {
@@ -56,6 +58,11 @@ std::string run_child(const std::string& executable, const std::vector<std::stri
 // The last line of both tools' --help.
 inline constexpr const char* help_footer =
     "The table columns and JSON fields are explained in docs/benchmarks.md, section \"What is measured\".";
+
+// Adds what both tools' command lines share (the hidden --child flag, which sets `child`, and
+// the help footer with the exit statuses), then parses. Returns the status to exit with when
+// parsing ends the program (0 after --help, 1 for an invalid command line), or nothing.
+std::optional<int> parse_command_line(CLI::App& app, bool& child, int argc, char** argv);
 
 // Prints records as a table to stdout, one line per configuration. Each column shows one JSON
 // field ("-" for null or missing) and is titled after it, so "peak extra MiB" is peak_extra_mib.

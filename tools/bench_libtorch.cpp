@@ -108,15 +108,8 @@ int main(int argc, char** argv) {
   app.add_option("--memory-limit-mib", memory_limit_text,
                  "Skip configurations whose estimated peak memory (six [2N, 2N] matrices) exceeds this, in MiB")
       ->capture_default_str();
-  app.add_flag("--child", child, "Run exactly one configuration and print its JSON record (used internally)")
-      ->group("");
-  app.footer(std::string("Exit status: 0 on success, 1 for an invalid option or a failed configuration.\n") +
-             bench::help_footer);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& error) {
-    const int status = app.exit(error);
-    return status == 0 ? 0 : 1;
+  if (const std::optional<int> status = bench::parse_command_line(app, child, argc, argv)) {
+    return *status;
   }
 
   try {
