@@ -53,11 +53,6 @@ void check_nt_xent_embeddings(std::string_view op, std::string_view argument, co
 
 namespace {
 
-// Row a's positive partner in a batch of `rows` = 2N rows.
-std::int64_t positive_of(std::int64_t row, std::int64_t rows, Layout layout) {
-  return layout == Layout::concatenated ? (row + rows / 2) % rows : (row ^ 1);
-}
-
 // True everywhere but on the diagonal: each anchor's logsumexp runs over every other row.
 Tensor off_diagonal_mask(Tape& tape, std::int64_t rows) {
   Tensor mask = tape.allocate({rows, rows}, Dtype::boolean);
@@ -111,7 +106,7 @@ Var nt_xent(const Var& z, const NtXentOptions& options) {
   thread_local std::vector<std::int64_t> positives;
   positives.resize(static_cast<std::size_t>(rows));
   for (std::int64_t a = 0; a < rows; ++a) {
-    positives[static_cast<std::size_t>(a)] = positive_of(a, rows, options.layout);
+    positives[static_cast<std::size_t>(a)] = detail::positive_of(a, rows, options.layout);
   }
   const Var per_anchor = negatives_and_positive - select_per_row(logits, positives);
 

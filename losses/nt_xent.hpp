@@ -81,6 +81,12 @@ void register_nt_xent_cases(GradcheckRegistry& registry);
 
 namespace detail {
 
+// Row `row`'s positive partner in a batch of `rows` = 2N rows paired as `layout` says. Inline,
+// because the fused path calls it in its tile loops.
+inline std::int64_t positive_of(std::int64_t row, std::int64_t rows, Layout layout) {
+  return layout == Layout::concatenated ? (row + rows / 2) % rows : (row ^ 1);
+}
+
 // The argument checks that nt_xent and nt_xent_fused share, raising with `op` as the op's name.
 // Embeddings must be f32 or f64, 2-D, with rows and features; `argument` names them in messages.
 void check_nt_xent_embeddings(std::string_view op, std::string_view argument, const Tensor& z);

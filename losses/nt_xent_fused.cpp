@@ -174,10 +174,6 @@ template <class T>
 
 // ---- Tiles -----------------------------------------------------------------------------------
 
-std::int64_t positive_of(std::int64_t row, std::int64_t rows, Layout layout) {
-  return layout == Layout::concatenated ? (row + rows / 2) % rows : (row ^ 1);
-}
-
 // A block of rows [begin, end) of the batch.
 struct Block {
   std::int64_t begin;
@@ -257,7 +253,7 @@ template <class T>
     }
     const T shift = std::max(static_cast<T>(state.maximum[a]), block_maximum);
     fold(state, a, shift, sum_exp_shifted(row, shift, width));
-    const std::int64_t partner = positive_of(a, problem.rows, problem.layout);
+    const std::int64_t partner = detail::positive_of(a, problem.rows, problem.layout);
     if (partner >= rows_j.begin && partner < rows_j.end) {
       positive_logits[a] = row[partner - rows_j.begin];
     }
@@ -290,7 +286,7 @@ template <class T>
   for (std::int64_t j = 0; j < width; ++j) {
     const std::int64_t b = rows_j.begin + j;
     fold(state, b, static_cast<double>(column_shift[j]), static_cast<double>(column_sum[j]));
-    const std::int64_t partner = positive_of(b, problem.rows, problem.layout);
+    const std::int64_t partner = detail::positive_of(b, problem.rows, problem.layout);
     if (partner >= rows_i.begin && partner < rows_i.end) {
       positive_logits[b] = tile[(partner - rows_i.begin) * width + j];
     }
@@ -360,7 +356,7 @@ template <class T>
         row[k] += other[k];
       }
     }
-    const std::int64_t partner = positive_of(a, problem.rows, problem.layout);
+    const std::int64_t partner = detail::positive_of(a, problem.rows, problem.layout);
     const T pair_weight = problem.weights[a] + problem.weights[partner];
     const T* u_partner = problem.u + partner * features;
     for (std::int64_t k = 0; k < features; ++k) {
@@ -634,7 +630,7 @@ ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options)
     for (int t = 0; t < threads; ++t) {
       const double thread_maximum = state_data[2 * t * rows + a];
       const double thread_sum = state_data[(2 * t + 1) * rows + a];
-      // exp(0) is exactly 1, so the thread that holds the maximum skips the call.
+      // exp(0) is exactly 1, so the thread whose maximum is the row's maximum skips the call.
       if (thread_maximum == maximum) {
         sum += thread_sum;
       } else if (thread_maximum != -std::numeric_limits<double>::infinity()) {
