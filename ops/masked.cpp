@@ -521,16 +521,27 @@ void register_where_cases(GradcheckRegistry& registry, const CaseMasks& masks) {
                 }});
 }
 
-void register_masked_sum_cases(GradcheckRegistry& registry, const CaseMasks& masks) {
-  auto add = [&](std::string name, Shape shape, const Tensor& mask, std::optional<std::int64_t> axis,
-                 bool keepdim) {
-    registry.add({.op = "masked_sum", .name = std::move(name),
+// A masked reduction as gradcheck calls it: over every element when axis is empty, else along
+// the axis. The mask is the case's second input, with no gradient.
+using MaskedReduction = Var (*)(const Var& x, const Tensor& mask, std::optional<std::int64_t> axis, bool keepdim);
+
+// Returns a function that registers one case of the masked reduction `op`, computed by `reduce`.
+auto masked_case_adder(GradcheckRegistry& registry, std::string op, MaskedReduction reduce) {
+  return [&registry, op = std::move(op), reduce](std::string name, Shape shape, const Tensor& mask,
+                                                 std::optional<std::int64_t> axis, bool keepdim) {
+    registry.add({.op = op, .name = std::move(name),
                   .inputs = {{.shape = shape}, mask_input(mask)},
-                  .function = [axis, keepdim](std::span<const Var> inputs) {
-                    const Tensor mask = inputs[1].value();
-                    return axis ? masked_sum(inputs[0], mask, *axis, keepdim) : masked_sum(inputs[0], mask);
+                  .function = [reduce, axis, keepdim](std::span<const Var> inputs) {
+                    return reduce(inputs[0], inputs[1].value(), axis, keepdim);
                   }});
   };
+}
+
+void register_masked_sum_cases(GradcheckRegistry& registry, const CaseMasks& masks) {
+  auto add = masked_case_adder(registry, "masked_sum",
+                               [](const Var& x, const Tensor& mask, std::optional<std::int64_t> axis, bool keepdim) {
+                                 return axis ? masked_sum(x, mask, *axis, keepdim) : masked_sum(x, mask);
+                               });
   add("all_elements", {3, 4}, masks.matrix_with_empty_row, std::nullopt, false);
   add("axis1_empty_row", {3, 4}, masks.matrix_with_empty_row, 1, false);
   add("axis0_keepdim_mask_row", {3, 4}, masks.row, 0, true);
@@ -542,15 +553,10 @@ void register_masked_sum_cases(GradcheckRegistry& registry, const CaseMasks& mas
 
 void register_masked_mean_cases(GradcheckRegistry& registry, const CaseMasks& masks) {
   // No case has a row without a selected entry, because masked_mean raises ValueError there.
-  auto add = [&](std::string name, Shape shape, const Tensor& mask, std::optional<std::int64_t> axis,
-                 bool keepdim) {
-    registry.add({.op = "masked_mean", .name = std::move(name),
-                  .inputs = {{.shape = shape}, mask_input(mask)},
-                  .function = [axis, keepdim](std::span<const Var> inputs) {
-                    const Tensor mask = inputs[1].value();
-                    return axis ? masked_mean(inputs[0], mask, *axis, keepdim) : masked_mean(inputs[0], mask);
-                  }});
-  };
+  auto add = masked_case_adder(registry, "masked_mean",
+                               [](const Var& x, const Tensor& mask, std::optional<std::int64_t> axis, bool keepdim) {
+                                 return axis ? masked_mean(x, mask, *axis, keepdim) : masked_mean(x, mask);
+                               });
   add("all_elements", {3, 4}, masks.matrix_with_empty_row, std::nullopt, false);
   add("axis1_tall", {4, 3}, masks.tall_full_rows, 1, false);
   add("axis0_keepdim_tall", {4, 3}, masks.tall_full_rows, 0, true);
