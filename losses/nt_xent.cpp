@@ -31,6 +31,10 @@ void check_nt_xent_options(std::string_view op, const NtXentOptions& options) {
     raise<ValueError>(op, "the implementation must be fused or composed", "implementation value {}",
                       static_cast<int>(options.implementation));
   }
+  if (options.fused_cache_bytes < 0) {
+    raise<ValueError>(op, "fused_cache_bytes must be 0 (always recompute the tiles) or positive",
+                      "fused_cache_bytes {}", options.fused_cache_bytes);
+  }
 }
 
 void check_nt_xent_embeddings(std::string_view op, std::string_view argument, const Tensor& z) {

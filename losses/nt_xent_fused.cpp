@@ -132,6 +132,26 @@ template <class T>
   return result;
 }
 
+// Σᵢ x[i], accumulated in T and returned as double.
+template <class T>
+[[gnu::always_inline]] inline double sum_of(const T* x, std::int64_t count) {
+  T partial[lanes] = {};
+  std::int64_t i = 0;
+  for (; i + lanes <= count; i += lanes) {
+    for (std::int64_t k = 0; k < lanes; ++k) {
+      partial[k] += x[i + k];
+    }
+  }
+  for (; i < count; ++i) {
+    partial[0] += x[i];
+  }
+  double result = 0.0;
+  for (std::int64_t k = 0; k < lanes; ++k) {
+    result += static_cast<double>(partial[k]);
+  }
+  return result;
+}
+
 // Σᵢ exp(x[i] − shift), accumulated in T within the row and returned as double.
 template <class T>
 [[gnu::always_inline]] inline double sum_exp_shifted(const T* x, T shift, std::int64_t count) {
@@ -192,15 +212,30 @@ struct TileProblem {
 };
 
 // Writes s = u_I·u_Jᵀ / temperature into `tile` ([|I|, |J|], row-major), the transpose handed to
-// BLAS as a flag. A diagonal tile (I = J) is made exactly symmetric, so s_ab and s_ba agree bit
-// for bit, and its diagonal is set to -inf, which removes b = a from every logsumexp.
+// BLAS as a flag. A diagonal tile (I = J) is filled in one of two ways:
+//   full:  made exactly symmetric, so s_ab and s_ba agree bit for bit, with -inf on the diagonal,
+//          which removes b = a from every logsumexp (the running-maximum path);
+//   upper: only b ≥ a, by ?syrk at half the multiply-adds; the lower triangle is left as it was
+//          (the bounded shift, whose loops read b > a only).
+enum class DiagonalTile { full, upper };
+
 template <class T>
-void compute_similarity_tile(const TileProblem<T>& problem, Block rows_i, Block rows_j, T* tile) {
+void compute_similarity_tile(const TileProblem<T>& problem, Block rows_i, Block rows_j, DiagonalTile fill, T* tile) {
   const auto m = static_cast<blasint>(rows_i.size());
   const auto n = static_cast<blasint>(rows_j.size());
   const auto k = static_cast<blasint>(problem.features);
   const T* u_i = problem.u + rows_i.begin * problem.features;
   const T* u_j = problem.u + rows_j.begin * problem.features;
+  const bool diagonal = rows_i.begin == rows_j.begin;
+  if (diagonal && fill == DiagonalTile::upper) {
+    // [|I|, D]·[D, |I|] → [|I|, |I|], upper triangle
+    if constexpr (std::is_same_v<T, float>) {
+      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, m, k, problem.inverse_temperature, u_i, k, 0.0F, tile, n);
+    } else {
+      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, m, k, problem.inverse_temperature, u_i, k, 0.0, tile, n);
+    }
+    return;
+  }
   // [|I|, D]·[D, |J|] → [|I|, |J|]
   if constexpr (std::is_same_v<T, float>) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, problem.inverse_temperature, u_i, k, u_j, k, 0.0F,
@@ -209,7 +244,7 @@ void compute_similarity_tile(const TileProblem<T>& problem, Block rows_i, Block 
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, problem.inverse_temperature, u_i, k, u_j, k, 0.0,
                 tile, n);
   }
-  if (rows_i.begin == rows_j.begin) {
+  if (diagonal) {
     for (std::int64_t i = 0; i < m; ++i) {
       for (std::int64_t j = 0; j < i; ++j) {
         tile[i * n + j] = tile[j * n + i];
@@ -293,20 +328,143 @@ template <class T>
   }
 }
 
-// Overwrites the similarity tile with H_ab = w_a·exp(s_ab − lse_a) + w_b·exp(s_ab − lse_b). The
-// diagonal contains -inf, so H_aa = 0.
+// Writes H_ab = w_a·exp(s_ab − lse_a) + w_b·exp(s_ab − lse_b) into `tile`, reading s from
+// `similarities` (which may be `tile` itself). The diagonal contains -inf, so H_aa = 0.
 template <class T>
-[[gnu::always_inline]] inline void weight_tile(Block rows_i, Block rows_j, const T* weights, const T* lse, T* tile) {
+[[gnu::always_inline]] inline void weight_tile(Block rows_i, Block rows_j, const T* weights, const T* lse,
+                                               const T* similarities, T* tile) {
   const std::int64_t width = rows_j.size();
   const T* weights_j = weights + rows_j.begin;
   const T* lse_j = lse + rows_j.begin;
   for (std::int64_t i = 0; i < rows_i.size(); ++i) {
     const T weight_a = weights[rows_i.begin + i];
     const T lse_a = lse[rows_i.begin + i];
+    const T* source = similarities + i * width;
     T* row = tile + i * width;
     for (std::int64_t j = 0; j < width; ++j) {
-      const T s = row[j];
+      const T s = source[j];
       row[j] = weight_a * exp_polynomial(s - lse_a) + weights_j[j] * exp_polynomial(s - lse_j[j]);
+    }
+  }
+}
+
+// ---- Tiles under the bounded shift -----------------------------------------------------------
+//
+// Every row of u has norm at most 1 (to rounding), so every logit s_ab = ⟨u_a, u_b⟩/temperature
+// is at most c = 1/temperature. Subtracting c instead of each row's running maximum lets one
+// exponential e_ab = exp(s_ab − c) serve row a, row b (s is symmetric) and the backward pass:
+//   lse_a = c + log Σ_b e_ab,   exp(s_ab − lse_a) = e_ab·g_a  with g_a = exp(c − lse_a).
+// Every term has s_ab − c ≥ −2c, so this is exact to rounding while e^(−2c) is a normal number
+// with room to spare: 2c ≤ 80 in float (e^−80 ≈ 1.8e−35; the smallest normal is about e^−87.3)
+// and 2c ≤ 700 in double (smallest normal about e^−708.4). Then g_a ≤ e^(2c) cannot overflow
+// either. Colder temperatures take the running-maximum path above, and so does N = 1, where the
+// running maximum makes lse_a = s_a,p(a) exactly and with it a loss and gradient of exactly 0.
+template <class T>
+bool bounded_shift_applies(std::int64_t rows, double temperature) {
+  const double exponent_limit = std::is_same_v<T, float> ? 80.0 : 700.0;
+  return rows > 2 && 2.0 / temperature <= exponent_limit;
+}
+
+// eˣ for x in the range the bounded shift produces, [−2c − 1, 1] with 2c ≤ 80 in float and 700
+// in double: the polynomial of exp_polynomial without its clamps, and with one power of two,
+// because 2ᵏ stays a normal number there. Not for -inf, NaN or x outside that range.
+template <class T>
+[[gnu::always_inline]] inline T exp_bounded(T x) {
+  using C = ExpConstants<T>;
+  const T k = (x * C::log2e + C::round_magic) - C::round_magic;
+  const T r = (x - k * C::ln2_high) - k * C::ln2_low;
+  constexpr auto coefficients = taylor_coefficients<T, C::degree>();
+  T p = coefficients[C::degree];
+  for (int j = C::degree - 1; j >= 0; --j) {
+    p = p * r + coefficients[static_cast<std::size_t>(j)];
+  }
+  return p * power_of_two(k);
+}
+
+// Records s_a,p(a) for each row a of I or J whose positive lies in the other block of the tile or,
+// for a diagonal tile, in the same block, read from its upper triangle.
+template <class T>
+[[gnu::always_inline]] inline void record_positive_logits(const TileProblem<T>& problem, Block rows_i, Block rows_j,
+                                                          const T* tile, T* positive_logits) {
+  const std::int64_t width = rows_j.size();
+  const bool diagonal = rows_i.begin == rows_j.begin;
+  for (std::int64_t i = 0; i < rows_i.size(); ++i) {
+    const std::int64_t partner = detail::positive_of(rows_i.begin + i, problem.rows, problem.layout);
+    if (partner >= rows_j.begin && partner < rows_j.end) {
+      const std::int64_t j = partner - rows_j.begin;
+      positive_logits[rows_i.begin + i] = diagonal ? tile[std::min(i, j) * width + std::max(i, j)] : tile[i * width + j];
+    }
+  }
+  if (diagonal) {
+    return;
+  }
+  for (std::int64_t j = 0; j < width; ++j) {
+    const std::int64_t partner = detail::positive_of(rows_j.begin + j, problem.rows, problem.layout);
+    if (partner >= rows_i.begin && partner < rows_i.end) {
+      positive_logits[rows_j.begin + j] = tile[(partner - rows_i.begin) * width + j];
+    }
+  }
+}
+
+// Overwrites the tile's s_ab with e_ab = exp(s_ab − c) and adds each e_ab to sums[a] and sums[b]:
+// over the whole of an off-diagonal tile, and over the part b > a of a diagonal one (its upper
+// triangle, which holds each pair a ≠ b once), where e_aa is set to 0. Row sums gather in `lanes`
+// partial sums and column sums in `column_sums` (|J| elements), both in T within the tile, then
+// in double across tiles.
+template <class T>
+[[gnu::always_inline]] inline void accumulate_tile_bounded(const TileProblem<T>& problem, Block rows_i, Block rows_j,
+                                                           T* tile, T* column_sums, double* sums, T* positive_logits) {
+  record_positive_logits(problem, rows_i, rows_j, tile, positive_logits);
+  const std::int64_t width = rows_j.size();
+  const T shift = problem.inverse_temperature;
+  const bool diagonal = rows_i.begin == rows_j.begin;
+  std::fill_n(column_sums, width, T{0});
+  // Three passes over a row that stays in L1 cache: one loop doing all three ran out of vector
+  // registers and ran at half the speed.
+  for (std::int64_t i = 0; i < rows_i.size(); ++i) {
+    const std::int64_t first = diagonal ? i + 1 : 0;
+    T* __restrict row = tile + i * width;
+    for (std::int64_t j = first; j < width; ++j) {
+      row[j] = exp_bounded(row[j] - shift);
+    }
+    if (diagonal) {
+      row[i] = T{0};
+    }
+    sums[rows_i.begin + i] += sum_of(row + first, width - first);
+    T* __restrict columns = column_sums;
+    for (std::int64_t j = first; j < width; ++j) {
+      columns[j] += row[j];
+    }
+  }
+  for (std::int64_t j = 0; j < width; ++j) {
+    sums[rows_j.begin + j] += static_cast<double>(column_sums[j]);
+  }
+}
+
+// Writes H_ab = (e_ab·g_a)·w_a + (e_ab·g_b)·w_b into `tile`, where `source` holds e_ab when
+// `exponentials` is true (a kept tile) and s_ab otherwise (a recomputed one, which may be `tile`
+// itself). e_ab·g_a = exp(s_ab − lse_a) ≤ 1 is formed first, so a large cotangent w cannot
+// overflow where the product it stands for does not. A diagonal tile gets its upper triangle
+// only, with H_aa = 0, as ?symm reads it.
+template <class T, bool exponentials>
+[[gnu::always_inline]] inline void weight_tile_bounded(Block rows_i, Block rows_j, const T* weights, const T* gains,
+                                                       T shift, const T* source, T* tile) {
+  const std::int64_t width = rows_j.size();
+  const bool diagonal = rows_i.begin == rows_j.begin;
+  const T* weights_j = weights + rows_j.begin;
+  const T* gains_j = gains + rows_j.begin;
+  for (std::int64_t i = 0; i < rows_i.size(); ++i) {
+    const std::int64_t first = diagonal ? i + 1 : 0;
+    const T weight_a = weights[rows_i.begin + i];
+    const T gain_a = gains[rows_i.begin + i];
+    const T* in = source + i * width;
+    T* row = tile + i * width;
+    for (std::int64_t j = first; j < width; ++j) {
+      const T e = exponentials ? in[j] : exp_bounded(in[j] - shift);
+      row[j] = (e * gain_a) * weight_a + (e * gains_j[j]) * weights_j[j];
+    }
+    if (diagonal) {
+      row[i] = T{0};
     }
   }
 }
@@ -379,7 +537,8 @@ template <class T>
   }
 }
 
-// The loops above, compiled once per instruction set; the loader picks the widest the CPU has.
+// The loops above, compiled once per instruction set; the loader picks the widest the CPU has:
+// x86-64-v4 (AVX-512), x86-64-v3 (AVX2 with FMA) or the x86-64 baseline.
 // Clang builds with a sanitizer compile one version only. Clang instruments the clones' ifunc
 // resolver, and the loader runs it before the sanitizer runtime starts, which crashes.
 #if defined(__clang__)
@@ -390,7 +549,7 @@ template <class T>
 #ifdef TAPEGRAD_ONE_VERSION_ONLY
 #define TAPEGRAD_VECTOR_CLONES
 #else
-#define TAPEGRAD_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define TAPEGRAD_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 
 TAPEGRAD_VECTOR_CLONES void accumulate_tile_f32(const TileProblem<float>& problem, Block rows_i, Block rows_j,
@@ -406,13 +565,45 @@ TAPEGRAD_VECTOR_CLONES void accumulate_tile_f64(const TileProblem<double>& probl
 }
 
 TAPEGRAD_VECTOR_CLONES void weight_tile_f32(Block rows_i, Block rows_j, const float* weights, const float* lse,
-                                            float* tile) {
-  weight_tile(rows_i, rows_j, weights, lse, tile);
+                                            const float* similarities, float* tile) {
+  weight_tile(rows_i, rows_j, weights, lse, similarities, tile);
 }
 
 TAPEGRAD_VECTOR_CLONES void weight_tile_f64(Block rows_i, Block rows_j, const double* weights, const double* lse,
-                                            double* tile) {
-  weight_tile(rows_i, rows_j, weights, lse, tile);
+                                            const double* similarities, double* tile) {
+  weight_tile(rows_i, rows_j, weights, lse, similarities, tile);
+}
+
+TAPEGRAD_VECTOR_CLONES void accumulate_tile_bounded_f32(const TileProblem<float>& problem, Block rows_i,
+                                                        Block rows_j, float* tile, float* column_sums, double* sums,
+                                                        float* positive_logits) {
+  accumulate_tile_bounded(problem, rows_i, rows_j, tile, column_sums, sums, positive_logits);
+}
+
+TAPEGRAD_VECTOR_CLONES void accumulate_tile_bounded_f64(const TileProblem<double>& problem, Block rows_i,
+                                                        Block rows_j, double* tile, double* column_sums, double* sums,
+                                                        double* positive_logits) {
+  accumulate_tile_bounded(problem, rows_i, rows_j, tile, column_sums, sums, positive_logits);
+}
+
+TAPEGRAD_VECTOR_CLONES void weight_tile_bounded_f32(Block rows_i, Block rows_j, const float* weights,
+                                                    const float* gains, float shift, bool exponentials,
+                                                    const float* source, float* tile) {
+  if (exponentials) {
+    weight_tile_bounded<float, true>(rows_i, rows_j, weights, gains, shift, source, tile);
+  } else {
+    weight_tile_bounded<float, false>(rows_i, rows_j, weights, gains, shift, source, tile);
+  }
+}
+
+TAPEGRAD_VECTOR_CLONES void weight_tile_bounded_f64(Block rows_i, Block rows_j, const double* weights,
+                                                    const double* gains, double shift, bool exponentials,
+                                                    const double* source, double* tile) {
+  if (exponentials) {
+    weight_tile_bounded<double, true>(rows_i, rows_j, weights, gains, shift, source, tile);
+  } else {
+    weight_tile_bounded<double, false>(rows_i, rows_j, weights, gains, shift, source, tile);
+  }
 }
 
 TAPEGRAD_VECTOR_CLONES void exp_elements_f32(const float* x, float* y, std::int64_t count) {
@@ -456,11 +647,29 @@ void accumulate_tile_dispatch(const TileProblem<double>& problem, Block rows_i, 
                               double* scratch, RunningLogsumexp state, double* positive_logits) {
   accumulate_tile_f64(problem, rows_i, rows_j, tile, scratch, state, positive_logits);
 }
-void weight_tile_dispatch(Block rows_i, Block rows_j, const float* weights, const float* lse, float* tile) {
-  weight_tile_f32(rows_i, rows_j, weights, lse, tile);
+void weight_tile_dispatch(Block rows_i, Block rows_j, const float* weights, const float* lse,
+                          const float* similarities, float* tile) {
+  weight_tile_f32(rows_i, rows_j, weights, lse, similarities, tile);
 }
-void weight_tile_dispatch(Block rows_i, Block rows_j, const double* weights, const double* lse, double* tile) {
-  weight_tile_f64(rows_i, rows_j, weights, lse, tile);
+void weight_tile_dispatch(Block rows_i, Block rows_j, const double* weights, const double* lse,
+                          const double* similarities, double* tile) {
+  weight_tile_f64(rows_i, rows_j, weights, lse, similarities, tile);
+}
+void accumulate_tile_bounded_dispatch(const TileProblem<float>& problem, Block rows_i, Block rows_j, float* tile,
+                                      float* column_sums, double* sums, float* positive_logits) {
+  accumulate_tile_bounded_f32(problem, rows_i, rows_j, tile, column_sums, sums, positive_logits);
+}
+void accumulate_tile_bounded_dispatch(const TileProblem<double>& problem, Block rows_i, Block rows_j, double* tile,
+                                      double* column_sums, double* sums, double* positive_logits) {
+  accumulate_tile_bounded_f64(problem, rows_i, rows_j, tile, column_sums, sums, positive_logits);
+}
+void weight_tile_bounded_dispatch(Block rows_i, Block rows_j, const float* weights, const float* gains, float shift,
+                                  bool exponentials, const float* source, float* tile) {
+  weight_tile_bounded_f32(rows_i, rows_j, weights, gains, shift, exponentials, source, tile);
+}
+void weight_tile_bounded_dispatch(Block rows_i, Block rows_j, const double* weights, const double* gains,
+                                  double shift, bool exponentials, const double* source, double* tile) {
+  weight_tile_bounded_f64(rows_i, rows_j, weights, gains, shift, exponentials, source, tile);
 }
 
 void normalize_rows_dispatch(const float* z, std::int64_t rows, std::int64_t features, float* u, double* norms) {
@@ -496,19 +705,36 @@ class TilePairs {
     return {index * fused_tile_rows, std::min(rows_, (index + 1) * fused_tile_rows)};
   }
 
-  // Calls visit(I, J) for pairs first, first + stride, … in order.
+  // Elements of all tiles (I, J), I ≤ J, stored one after another in pair order.
+  std::int64_t cache_elements() const {
+    const Block last = block(blocks_ - 1);
+    return cache_offset(blocks_ - 1, blocks_ - 1) + last.size() * last.size();
+  }
+
+  // Calls visit(I, J, offset) for pairs first, first + stride, … in order, where offset is where
+  // the tile of (I, J) starts in a cache of cache_elements().
   template <class Visit>
   void for_each(std::int64_t first, std::int64_t stride, Visit&& visit) const {
     std::int64_t i = 0;
     std::int64_t j = 0;
     advance(i, j, first);
     while (i < blocks_) {
-      visit(block(i), block(j));
+      visit(block(i), block(j), cache_offset(i, j));
       advance(i, j, stride);
     }
   }
 
  private:
+  // Every block but the last has B = fused_tile_rows rows; the last has r. The pairs before (i, j)
+  // are, for each earlier block row i' < i, blocks − 1 − i' tiles of B² and one of B·r, then the
+  // j − i tiles of B² in row i before column j.
+  std::int64_t cache_offset(std::int64_t i, std::int64_t j) const {
+    const std::int64_t full = fused_tile_rows * fused_tile_rows;
+    const std::int64_t last_rows = block(blocks_ - 1).size();
+    const std::int64_t full_tiles_before = i * (blocks_ - 1) - i * (i - 1) / 2 + (j - i);
+    return full * full_tiles_before + fused_tile_rows * last_rows * i;
+  }
+
   void advance(std::int64_t& i, std::int64_t& j, std::int64_t steps) const {
     j += steps;
     while (i < blocks_ && j >= blocks_) {
@@ -563,10 +789,46 @@ struct ForwardResult {
   Tensor u;      // [R, D] normalized rows, z's dtype
   Tensor norms;  // [R] f64, ‖z_a‖₂ before the clamp
   Tensor lse;    // [R] f64, logsumexp_{b ≠ a} s_ab
-  // The one similarity tile when R ≤ fused_tile_rows, kept so the backward need not recompute it
-  // (at most fused_tile_rows² elements); undefined for a larger batch.
-  Tensor single_tile;
+  // Every tile of the forward pass, one after another in pair order, when they fit in
+  // options.fused_cache_bytes, so the backward need not compute them again: e_ab under the
+  // bounded shift, s_ab otherwise. Undefined when they do not fit.
+  Tensor tile_cache;
 };
+
+// Merges the threads' running maxima and sums into lse = M + log Σ_t sum_t·exp(max_t − M), where
+// M = max_t max_t. `states` holds each thread's maxima, then its sums, R values each.
+void merge_running_logsumexp(const double* states, int threads, std::int64_t rows, double* lse) {
+  for (std::int64_t a = 0; a < rows; ++a) {
+    double maximum = -std::numeric_limits<double>::infinity();
+    for (int t = 0; t < threads; ++t) {
+      maximum = std::max(maximum, states[2 * t * rows + a]);
+    }
+    double sum = 0.0;
+    for (int t = 0; t < threads; ++t) {
+      const double thread_maximum = states[2 * t * rows + a];
+      const double thread_sum = states[(2 * t + 1) * rows + a];
+      // exp(0) is exactly 1, so the thread whose maximum is the row's maximum skips the call.
+      if (thread_maximum == maximum) {
+        sum += thread_sum;
+      } else if (thread_maximum != -std::numeric_limits<double>::infinity()) {
+        sum += thread_sum * std::exp(thread_maximum - maximum);
+      }
+    }
+    lse[a] = maximum + std::log(sum);
+  }
+}
+
+// Merges the threads' sums of e_ab = exp(s_ab − c) into lse = c + log Σ_t sum_t. `states` is laid
+// out as for merge_running_logsumexp; only the sums are used.
+void merge_bounded_sums(const double* states, int threads, std::int64_t rows, double shift, double* lse) {
+  for (std::int64_t a = 0; a < rows; ++a) {
+    double sum = 0.0;
+    for (int t = 0; t < threads; ++t) {
+      sum += states[(2 * t + 1) * rows + a];
+    }
+    lse[a] = shift + std::log(sum);
+  }
+}
 
 template <class T>
 ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options) {
@@ -577,16 +839,24 @@ ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options)
                        .u = tape.allocate({rows, features}, dtype),
                        .norms = tape.allocate({rows}, Dtype::f64),
                        .lse = tape.allocate({rows}, Dtype::f64),
-                       .single_tile = {}};
+                       .tile_cache = {}};
   normalize_rows_dispatch(z.data<T>(), rows, features, result.u.template data<T>(),
                           result.norms.data<double>());
 
   const TilePairs pairs(rows);
   const int threads = pairs.thread_count();
-  const std::int64_t tile_elements = fused_tile_rows * fused_tile_rows + 2 * fused_tile_rows;
+  const bool bounded = bounded_shift_applies<T>(rows, options.temperature);
+  const std::int64_t cache_elements = pairs.cache_elements();
+  // Compared in elements, so that the byte count cannot overflow.
+  const bool keep_tiles = cache_elements <= options.fused_cache_bytes / static_cast<std::int64_t>(sizeof(T));
+  const std::int64_t scratch_elements = 2 * fused_tile_rows;
+  const std::int64_t thread_elements = scratch_elements + (keep_tiles ? 0 : fused_tile_rows * fused_tile_rows);
   Tensor states = tape.allocate({threads, 2, rows}, Dtype::f64);
-  Tensor tiles = tape.allocate({threads, tile_elements}, dtype);
+  Tensor buffers = tape.allocate({threads, thread_elements}, dtype);
   Tensor positive_logits = tape.allocate({rows}, dtype);
+  if (keep_tiles) {
+    result.tile_cache = tape.allocate({cache_elements}, dtype);
+  }
   double* state_data = states.data<double>();
   std::fill_n(state_data, 2 * threads * rows, 0.0);
   for (int t = 0; t < threads; ++t) {
@@ -598,46 +868,34 @@ ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options)
                                .u = result.u.template data<T>(),
                                .inverse_temperature = static_cast<T>(1.0 / options.temperature),
                                .layout = options.layout};
-  T* tile_data = tiles.data<T>();
+  T* buffer_data = buffers.data<T>();
+  T* cache = keep_tiles ? result.tile_cache.template data<T>() : nullptr;
   T* positives = positive_logits.data<T>();
   {
     const SingleThreadedBlas blas_guard;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
       const int t = omp_get_thread_num();
-      T* tile = tile_data + t * tile_elements;
-      T* scratch = tile + fused_tile_rows * fused_tile_rows;
+      T* scratch = buffer_data + t * thread_elements;
+      T* own_tile = scratch + scratch_elements;
       const RunningLogsumexp state{state_data + 2 * t * rows, state_data + (2 * t + 1) * rows};
-      pairs.for_each(t, omp_get_num_threads(), [&](Block rows_i, Block rows_j) {
-        compute_similarity_tile(problem, rows_i, rows_j, tile);
-        accumulate_tile_dispatch(problem, rows_i, rows_j, tile, scratch, state, positives);
+      pairs.for_each(t, omp_get_num_threads(), [&](Block rows_i, Block rows_j, std::int64_t offset) {
+        T* tile = keep_tiles ? cache + offset : own_tile;
+        compute_similarity_tile(problem, rows_i, rows_j, bounded ? DiagonalTile::upper : DiagonalTile::full, tile);
+        if (bounded) {
+          accumulate_tile_bounded_dispatch(problem, rows_i, rows_j, tile, scratch, state.sum, positives);
+        } else {
+          accumulate_tile_dispatch(problem, rows_i, rows_j, tile, scratch, state, positives);
+        }
       });
     }
   }
 
-  if (pairs.pair_count() == 1) {
-    result.single_tile = tiles;
-  }
-
-  // Merge the threads' running sums: lse = M + log Σ_t sum_t·exp(max_t − M), M = max_t max_t.
   double* lse = result.lse.data<double>();
-  for (std::int64_t a = 0; a < rows; ++a) {
-    double maximum = -std::numeric_limits<double>::infinity();
-    for (int t = 0; t < threads; ++t) {
-      maximum = std::max(maximum, state_data[2 * t * rows + a]);
-    }
-    double sum = 0.0;
-    for (int t = 0; t < threads; ++t) {
-      const double thread_maximum = state_data[2 * t * rows + a];
-      const double thread_sum = state_data[(2 * t + 1) * rows + a];
-      // exp(0) is exactly 1, so the thread whose maximum is the row's maximum skips the call.
-      if (thread_maximum == maximum) {
-        sum += thread_sum;
-      } else if (thread_maximum != -std::numeric_limits<double>::infinity()) {
-        sum += thread_sum * std::exp(thread_maximum - maximum);
-      }
-    }
-    lse[a] = maximum + std::log(sum);
+  if (bounded) {
+    merge_bounded_sums(state_data, threads, rows, static_cast<double>(problem.inverse_temperature), lse);
+  } else {
+    merge_running_logsumexp(state_data, threads, rows, lse);
   }
 
   // l_a = lse_a − s_a,p(a). With N = 1 the positive is the only term, so lse_a = s_a,p(a) exactly.
@@ -672,37 +930,73 @@ OpAttributes encode_options(const NtXentOptions& options) {
           .integer = static_cast<std::int64_t>(options.layout)};
 }
 
+// For I ≠ J: Ū_I += H_IJ·U_J ([|I|, |J|]·[|J|, D] → [|I|, D]) and Ū_J += H_IJᵀ·U_I
+// ([|J|, |I|]·[|I|, D] → [|J|, D]), H read transposed through the flag. For I = J, H_II is
+// symmetric and ?symm reads its upper triangle: Ū_I += H_II·U_I.
 template <class T>
-void backward(VjpContext& context) {
-  const Tensor& u_tensor = context.saved(0);
-  const Tensor& norms_tensor = context.saved(1);
-  const Tensor& lse_tensor = context.saved(2);
-  // The forward's tile, copied rather than weighted in place so that a second backward finds it intact.
-  const T* single_tile = context.saved(3).defined() ? context.saved(3).data<T>() : nullptr;
-  const Tensor& cotangent = context.cotangent();
-  const OpAttributes& attributes = context.attributes();
-  const double temperature = attributes.scalar;
-  const auto layout = static_cast<Layout>(attributes.integer);
-  const auto reduction = static_cast<Reduction>(attributes.axis);
-  const std::int64_t rows = u_tensor.size(0);
-  const std::int64_t features = u_tensor.size(1);
-  const Dtype dtype = u_tensor.dtype();
+void add_tile_products(Block rows_i, Block rows_j, std::int64_t features, const T* tile, const T* u, T* u_bar) {
+  const auto m = static_cast<blasint>(rows_i.size());
+  const auto n = static_cast<blasint>(rows_j.size());
+  const auto k = static_cast<blasint>(features);
+  T* u_bar_i = u_bar + rows_i.begin * features;
+  T* u_bar_j = u_bar + rows_j.begin * features;
+  const T* u_i = u + rows_i.begin * features;
+  const T* u_j = u + rows_j.begin * features;
+  if (rows_i.begin == rows_j.begin) {
+    if constexpr (std::is_same_v<T, float>) {
+      cblas_ssymm(CblasRowMajor, CblasLeft, CblasUpper, m, k, 1.0F, tile, n, u_i, k, 1.0F, u_bar_i, k);
+    } else {
+      cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, m, k, 1.0, tile, n, u_i, k, 1.0, u_bar_i, k);
+    }
+    return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0F, tile, n, u_j, k, 1.0F, u_bar_i, k);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0F, tile, n, u_i, k, 1.0F, u_bar_j, k);
+  } else {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0, tile, n, u_j, k, 1.0, u_bar_i, k);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0, tile, n, u_i, k, 1.0, u_bar_j, k);
+  }
+}
 
-  // w_a, the cotangent of l_a, and lse in T for the tile loops.
-  Tensor weights_tensor = context.allocate({rows}, dtype);
-  Tensor lse_t_tensor = context.allocate({rows}, dtype);
-  T* weights = weights_tensor.data<T>();
-  T* lse = lse_t_tensor.data<T>();
+// Per-row factors of the backward tiles: w_a, the cotangent of l_a, and either lse_a (running-
+// maximum path) or g_a = exp(c − lse_a) (bounded shift), both in T.
+template <class T>
+void row_factors(const Tensor& cotangent, Reduction reduction, const double* lse, bool bounded, double shift,
+                 std::int64_t rows, T* weights, T* lse_or_gains) {
   const T* seed = cotangent.data<T>();
-  const double* lse_f64 = lse_tensor.data<double>();
   for (std::int64_t a = 0; a < rows; ++a) {
     switch (reduction) {
       case Reduction::mean: weights[a] = static_cast<T>(static_cast<double>(seed[0]) / static_cast<double>(rows)); break;
       case Reduction::sum: weights[a] = seed[0]; break;
       case Reduction::none: weights[a] = seed[a]; break;
     }
-    lse[a] = static_cast<T>(lse_f64[a]);
+    lse_or_gains[a] = static_cast<T>(bounded ? std::exp(shift - lse[a]) : lse[a]);
   }
+}
+
+template <class T>
+void backward(VjpContext& context) {
+  const Tensor& u_tensor = context.saved(0);
+  const Tensor& norms_tensor = context.saved(1);
+  const Tensor& lse_tensor = context.saved(2);
+  // The forward's tiles, read but not changed, so that a second backward finds them intact.
+  const T* cache = context.saved(3).defined() ? context.saved(3).data<T>() : nullptr;
+  const OpAttributes& attributes = context.attributes();
+  const double temperature = attributes.scalar;
+  const auto layout = static_cast<Layout>(attributes.integer);
+  const std::int64_t rows = u_tensor.size(0);
+  const std::int64_t features = u_tensor.size(1);
+  const Dtype dtype = u_tensor.dtype();
+  const bool bounded = bounded_shift_applies<T>(rows, temperature);
+  const auto shift = static_cast<T>(1.0 / temperature);
+
+  Tensor weights_tensor = context.allocate({rows}, dtype);
+  Tensor factors_tensor = context.allocate({rows}, dtype);
+  T* weights = weights_tensor.data<T>();
+  T* factors = factors_tensor.data<T>();
+  row_factors(context.cotangent(), static_cast<Reduction>(attributes.axis), lse_tensor.data<double>(), bounded,
+              static_cast<double>(shift), rows, weights, factors);
 
   const TilePairs pairs(rows);
   const int threads = pairs.thread_count();
@@ -717,11 +1011,8 @@ void backward(VjpContext& context) {
   Tensor tiles = context.allocate({threads, fused_tile_rows * fused_tile_rows}, dtype);
 
   const T* u = u_tensor.data<T>();
-  const TileProblem<T> problem{.rows = rows,
-                               .features = features,
-                               .u = u,
-                               .inverse_temperature = static_cast<T>(1.0 / temperature),
-                               .layout = layout};
+  const TileProblem<T> problem{
+      .rows = rows, .features = features, .u = u, .inverse_temperature = shift, .layout = layout};
   T* gradient_data = gradient.data<T>();
   T* extra_data = threads > 1 ? extra_gradients.data<T>() : nullptr;
   T* tile_data = tiles.data<T>();
@@ -732,33 +1023,19 @@ void backward(VjpContext& context) {
       const int t = omp_get_thread_num();
       T* tile = tile_data + t * fused_tile_rows * fused_tile_rows;
       T* u_bar = t == 0 ? gradient_data : extra_data + (t - 1) * rows * features;
-      const auto k = static_cast<blasint>(features);
-      pairs.for_each(t, omp_get_num_threads(), [&](Block rows_i, Block rows_j) {
-        if (single_tile != nullptr) {
-          std::copy_n(single_tile, rows_i.size() * rows_j.size(), tile);
+      pairs.for_each(t, omp_get_num_threads(), [&](Block rows_i, Block rows_j, std::int64_t offset) {
+        const T* source = tile;
+        if (cache != nullptr) {
+          source = cache + offset;
         } else {
-          compute_similarity_tile(problem, rows_i, rows_j, tile);
+          compute_similarity_tile(problem, rows_i, rows_j, bounded ? DiagonalTile::upper : DiagonalTile::full, tile);
         }
-        weight_tile_dispatch(rows_i, rows_j, weights, lse, tile);
-        const auto m = static_cast<blasint>(rows_i.size());
-        const auto n = static_cast<blasint>(rows_j.size());
-        T* u_bar_i = u_bar + rows_i.begin * features;
-        T* u_bar_j = u_bar + rows_j.begin * features;
-        const T* u_i = u + rows_i.begin * features;
-        const T* u_j = u + rows_j.begin * features;
-        // Ū_I += H_IJ·U_J: [|I|, |J|]·[|J|, D] → [|I|, D]
-        // Ū_J += H_IJᵀ·U_I: [|J|, |I|]·[|I|, D] → [|J|, D], H read transposed through the flag.
-        if constexpr (std::is_same_v<T, float>) {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0F, tile, n, u_j, k, 1.0F, u_bar_i, k);
-          if (rows_i.begin != rows_j.begin) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0F, tile, n, u_i, k, 1.0F, u_bar_j, k);
-          }
+        if (bounded) {
+          weight_tile_bounded_dispatch(rows_i, rows_j, weights, factors, shift, cache != nullptr, source, tile);
         } else {
-          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0, tile, n, u_j, k, 1.0, u_bar_i, k);
-          if (rows_i.begin != rows_j.begin) {
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0, tile, n, u_i, k, 1.0, u_bar_j, k);
-          }
+          weight_tile_dispatch(rows_i, rows_j, weights, factors, source, tile);
         }
+        add_tile_products(rows_i, rows_j, features, tile, u, u_bar);
       });
     }
   }
@@ -804,7 +1081,7 @@ Var nt_xent_fused(const Var& z, const NtXentOptions& options) {
     return forward<decltype(zero)>(tape, embeddings, options);
   });
   return tape.record(op_name, std::move(result.value), {z}, nt_xent_fused_vjp,
-                     {result.u, result.norms, result.lse, result.single_tile}, encode_options(options));
+                     {result.u, result.norms, result.lse, result.tile_cache}, encode_options(options));
 }
 
 namespace detail {
@@ -865,17 +1142,28 @@ void register_nt_xent_fused_cases(GradcheckRegistry& registry) {
   });
 
   // More rows than one tile (2·131 = 262 > 256): off-diagonal and ragged tiles, and the pairs
-  // split between threads when OpenMP has more than one.
+  // split between threads when OpenMP has more than one. The backward reads the kept tiles, or
+  // with fused_cache_bytes = 0 computes them again.
   for (Layout layout : layouts) {
-    registry.add({
-        .op = std::string(op_name),
-        .name = fmt::format("two_tiles_{}_sum", layout_name(layout)),
-        .inputs = {{.shape = {2 * (fused_tile_rows / 2 + 3), 2}}},
-        .function = [layout](std::span<const Var> inputs) {
-          return nt_xent_fused(inputs[0], {.temperature = 0.5, .layout = layout, .reduction = Reduction::sum});
-        },
-    });
+    for (const std::int64_t cache_bytes : {NtXentOptions{}.fused_cache_bytes, std::int64_t{0}}) {
+      NtXentOptions options{.temperature = 0.5, .layout = layout, .reduction = Reduction::sum};
+      options.fused_cache_bytes = cache_bytes;
+      registry.add({
+          .op = std::string(op_name),
+          .name = fmt::format("two_tiles_{}_sum{}", layout_name(layout), cache_bytes == 0 ? "_recomputed" : ""),
+          .inputs = {{.shape = {2 * (fused_tile_rows / 2 + 3), 2}}},
+          .function = [options](std::span<const Var> inputs) { return nt_xent_fused(inputs[0], options); },
+      });
+    }
   }
+
+  // Below temperature 2/700 float64 leaves the bounded shift for the running maximum.
+  registry.add({
+      .op = std::string(op_name),
+      .name = "running_maximum_t0.002_n3_d4",
+      .inputs = {{.shape = {6, 4}}},
+      .function = [](std::span<const Var> inputs) { return nt_xent_fused(inputs[0], {.temperature = 0.002}); },
+  });
 }
 
 }  // namespace tapegrad

@@ -858,6 +858,7 @@ std::vector<Rejection> nt_xent_rejections(tg::NtXentImplementation implementatio
       with([](tg::NtXentOptions& o) { o.reduction = static_cast<tg::Reduction>(7); });
   const tg::NtXentOptions bad_implementation =
       with([](tg::NtXentOptions& o) { o.implementation = static_cast<tg::NtXentImplementation>(7); });
+  const tg::NtXentOptions negative_cache = with([](tg::NtXentOptions& o) { o.fused_cache_bytes = -1; });
   return {
       {"dtype", "nt_xent(boolean [4, 3])", K::dtype, "nt_xent", {"z of dtype boolean and shape [4, 3]"},
        [base](Fixture& f) { tg::nt_xent(f.bool_z, base); }},
@@ -883,6 +884,10 @@ std::vector<Rejection> nt_xent_rejections(tg::NtXentImplementation implementatio
        [bad_reduction](Fixture& f) { tg::nt_xent(f.z, bad_reduction); }},
       {"option", "nt_xent(z, implementation 7)", K::value, "nt_xent", {"implementation value 7"},
        [bad_implementation](Fixture& f) { tg::nt_xent(f.z, bad_implementation); }},
+      {"option", "nt_xent(z, fused_cache_bytes -1)", K::value, "nt_xent", {"fused_cache_bytes -1"},
+       [negative_cache](Fixture& f) { tg::nt_xent(f.z, negative_cache); }},
+      {"option", "nt_xent(x, x, fused_cache_bytes -1)", K::value, "nt_xent", {"fused_cache_bytes -1"},
+       [negative_cache](Fixture& f) { tg::nt_xent(f.x, f.x, negative_cache); }},
       {"stale", "nt_xent(stale)", K::tape, "nt_xent", {"stale handle (node 0"},
        [base](Fixture& f) { tg::nt_xent(f.stale, base); }},
       {"shape", "nt_xent(x [2, 3], z [4, 3])", K::shape, "nt_xent", {"zi of shape [2, 3] and zj of shape [4, 3]"},

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <omp.h>
 #include <tapegrad/losses/nt_xent_fused.hpp>
 #include <tapegrad/tapegrad.hpp>
 
@@ -431,6 +432,94 @@ TEST_CASE("fused second backward doubles the gradient") {
     for (std::size_t i = 0; i < once.size(); ++i) {
       CHECK(twice[i] == 2.0 * once[i]);
     }
+  }
+}
+
+// ---- Paths: bounded shift or running maximum, kept or recomputed tiles --------------------------
+
+// Temperatures on both sides of each dtype's limit for the bounded shift (2/temperature ≤ 80 in
+// float32 and ≤ 700 in float64), and far below it.
+struct PathCase {
+  tg::Dtype dtype;
+  double temperature;
+};
+const PathCase path_cases[] = {{tg::Dtype::f32, 0.5},   {tg::Dtype::f32, 0.025},  {tg::Dtype::f32, 0.0249},
+                               {tg::Dtype::f32, 0.01},  {tg::Dtype::f64, 0.5},    {tg::Dtype::f64, 0.003},
+                               {tg::Dtype::f64, 0.0028}, {tg::Dtype::f64, 0.001}};
+
+TEST_CASE("fused kept and recomputed tiles agree bit for bit") {
+  // 600 rows: diagonal, off-diagonal and ragged tiles. The forward pass is the same either way,
+  // and the backward reads the kept tiles or computes the same values again.
+  for (const PathCase& path : path_cases) {
+    for (tg::Layout layout : layouts) {
+      CAPTURE(path.dtype);
+      CAPTURE(path.temperature);
+      CAPTURE(layout);
+      const tg::Tensor z = tg::Tensor::randn({600, 9}, 45, path.dtype);
+      const tg::NtXentOptions kept{.temperature = path.temperature, .layout = layout, .reduction = tg::Reduction::none};
+      tg::NtXentOptions recomputed = kept;
+      recomputed.fused_cache_bytes = 0;
+      const LossAndGradient with_cache = evaluate_fused(z, kept);
+      const LossAndGradient without_cache = evaluate_fused(z, recomputed);
+      CHECK(all_finite(with_cache.loss));
+      CHECK(all_finite(with_cache.grad));
+      CHECK(with_cache.loss == without_cache.loss);
+      CHECK(with_cache.grad == without_cache.grad);
+    }
+  }
+}
+
+TEST_CASE("fused_cache_bytes decides whether the tiles are kept") {
+  // 600 float32 rows make tiles of 256² (three), 256·88 (two) and 88² elements: 249,408 in all.
+  const std::int64_t cache_bytes = 249408 * 4;
+  const tg::Tensor z = tg::Tensor::randn({600, 4}, 47, tg::Dtype::f32);
+  auto live_bytes_after_forward = [&](std::int64_t limit) {
+    tg::NtXentOptions options;
+    options.fused_cache_bytes = limit;
+    tg::Tape tape;
+    const tg::Var loss = tg::nt_xent_fused(tape.leaf(z), options);
+    CHECK(std::isfinite(loss.value().item()));
+    return tg::memory_stats().live_bytes;
+  };
+  const std::int64_t recomputing = live_bytes_after_forward(cache_bytes - 1);
+  const std::int64_t keeping = live_bytes_after_forward(cache_bytes);
+  // Keeping the tiles adds them and drops the per-thread tile buffers of the forward pass. The
+  // tracker also counts each buffer's header, a few dozen bytes.
+  const std::int64_t threads = std::min<std::int64_t>(omp_get_max_threads(), 6);
+  const std::int64_t expected = cache_bytes - threads * tg::fused_tile_rows * tg::fused_tile_rows * 4;
+  CHECK(keeping - recomputing >= expected);
+  CHECK(keeping - recomputing <= expected + 256);
+  CHECK(live_bytes_after_forward(0) == recomputing);
+}
+
+TEST_CASE("fused paths match the float64 formula on either side of the limit") {
+  for (const PathCase& path : path_cases) {
+    CAPTURE(path.dtype);
+    CAPTURE(path.temperature);
+    const tg::Tensor z = tg::Tensor::randn({600, 7}, 49, path.dtype);
+    const std::vector<double> expected =
+        reference_per_anchor(z.to(tg::Dtype::f64), path.temperature, tg::Layout::concatenated);
+    const LossAndGradient result = evaluate_fused(z, {.temperature = path.temperature, .reduction = tg::Reduction::none});
+    const double epsilon = path.dtype == tg::Dtype::f32 ? 64 * std::numeric_limits<float>::epsilon() : 1e-12;
+    CHECK(max_abs_difference(result.loss, expected) <= epsilon / path.temperature * (1.0 + max_abs(expected)));
+  }
+}
+
+TEST_CASE("fused far-apart rows keep full precision at every temperature") {
+  // D = 1 and rows (1, -1, -1, -1), concatenated: row 0's positive is row 2, and every other row
+  // points the opposite way, so each of its three logits is -c = -1/temperature, 2c below the
+  // largest possible logit. Its loss is log Σ exp(-c) − (-c) = log 3 exactly, at any temperature.
+  // Under the bounded shift each term is e^(−2c), which float32 holds as a normal number up to
+  // 2c = 87; a limit set past that would lose the terms and return -inf or NaN.
+  for (const PathCase& path : path_cases) {
+    CAPTURE(path.dtype);
+    CAPTURE(path.temperature);
+    const tg::Tensor z = tg::Tensor::from_values({4, 1}, {1.0, -1.0, -1.0, -1.0}, path.dtype);
+    const LossAndGradient result = evaluate_fused(z, {.temperature = path.temperature, .reduction = tg::Reduction::none});
+    const double epsilon = path.dtype == tg::Dtype::f32 ? 4 * std::numeric_limits<float>::epsilon() : 1e-14;
+    CHECK(std::abs(result.loss[0] - std::log(3.0)) <= epsilon * std::log(3.0) / path.temperature);
+    const std::vector<double> expected = reference_per_anchor(z.to(tg::Dtype::f64), path.temperature, tg::Layout::concatenated);
+    CHECK(max_abs_difference(result.loss, expected) <= epsilon / path.temperature * (1.0 + max_abs(expected)));
   }
 }
 
