@@ -67,7 +67,7 @@ struct NtXentOptions {
   // all of them fit in this many bytes together, a little over (2N)²/2 elements (9 MiB in
   // float32 at N = 1024), and recomputes them tile by tile otherwise, which costs a third more
   // matrix products. 0 always recomputes. Must not be negative. The composed path ignores it.
-  std::int64_t fused_cache_bytes = std::int64_t{16} << 20;
+  std::int64_t fused_cache_bytes = std::int64_t{32} << 20;
 };
 
 // NT-Xent of z, shape [2N, D], rows paired by options.layout. Returns a scalar for

@@ -83,12 +83,11 @@ constexpr std::array<T, degree + 1> taylor_coefficients() {
   return coefficients;
 }
 
+// Writes k = round(x·log₂e) and returns eʳ for r = x − k·ln2, so that eˣ = eʳ·2ᵏ.
 template <class T>
-[[gnu::always_inline]] inline T exp_polynomial(T x) {
+[[gnu::always_inline]] inline T exp_reduced(T x, T& k) {
   using C = ExpConstants<T>;
-  x = x < C::lowest ? C::lowest : x;
-  x = x > C::highest ? C::highest : x;
-  const T k = (x * C::log2e + C::round_magic) - C::round_magic;
+  k = (x * C::log2e + C::round_magic) - C::round_magic;
   const T r = (x - k * C::ln2_high) - k * C::ln2_low;
 
   // Horner's rule over the coefficients 1/j!, highest degree first.
@@ -97,6 +96,16 @@ template <class T>
   for (int j = C::degree - 1; j >= 0; --j) {
     p = p * r + coefficients[static_cast<std::size_t>(j)];
   }
+  return p;
+}
+
+template <class T>
+[[gnu::always_inline]] inline T exp_polynomial(T x) {
+  using C = ExpConstants<T>;
+  x = x < C::lowest ? C::lowest : x;
+  x = x > C::highest ? C::highest : x;
+  T k;
+  const T p = exp_reduced(x, k);
 
   // Split k so that each factor is a normal number; the first product is exact.
   const T k_first = (k * T{0.5} + C::round_magic) - C::round_magic;
@@ -370,14 +379,8 @@ bool bounded_shift_applies(std::int64_t rows, double temperature) {
 // because 2ᵏ stays a normal number there. Not for -inf, NaN or x outside that range.
 template <class T>
 [[gnu::always_inline]] inline T exp_bounded(T x) {
-  using C = ExpConstants<T>;
-  const T k = (x * C::log2e + C::round_magic) - C::round_magic;
-  const T r = (x - k * C::ln2_high) - k * C::ln2_low;
-  constexpr auto coefficients = taylor_coefficients<T, C::degree>();
-  T p = coefficients[C::degree];
-  for (int j = C::degree - 1; j >= 0; --j) {
-    p = p * r + coefficients[static_cast<std::size_t>(j)];
-  }
+  T k;
+  const T p = exp_reduced(x, k);
   return p * power_of_two(k);
 }
 
@@ -466,6 +469,17 @@ template <class T, bool exponentials>
     if (diagonal) {
       row[i] = T{0};
     }
+  }
+}
+
+// weight_tile_bounded with `exponentials` chosen at run time, one loop compiled for each value.
+template <class T>
+[[gnu::always_inline]] inline void weight_tile_bounded(Block rows_i, Block rows_j, const T* weights, const T* gains,
+                                                       T shift, bool exponentials, const T* source, T* tile) {
+  if (exponentials) {
+    weight_tile_bounded<T, true>(rows_i, rows_j, weights, gains, shift, source, tile);
+  } else {
+    weight_tile_bounded<T, false>(rows_i, rows_j, weights, gains, shift, source, tile);
   }
 }
 
@@ -589,21 +603,13 @@ TAPEGRAD_VECTOR_CLONES void accumulate_tile_bounded_f64(const TileProblem<double
 TAPEGRAD_VECTOR_CLONES void weight_tile_bounded_f32(Block rows_i, Block rows_j, const float* weights,
                                                     const float* gains, float shift, bool exponentials,
                                                     const float* source, float* tile) {
-  if (exponentials) {
-    weight_tile_bounded<float, true>(rows_i, rows_j, weights, gains, shift, source, tile);
-  } else {
-    weight_tile_bounded<float, false>(rows_i, rows_j, weights, gains, shift, source, tile);
-  }
+  weight_tile_bounded(rows_i, rows_j, weights, gains, shift, exponentials, source, tile);
 }
 
 TAPEGRAD_VECTOR_CLONES void weight_tile_bounded_f64(Block rows_i, Block rows_j, const double* weights,
                                                     const double* gains, double shift, bool exponentials,
                                                     const double* source, double* tile) {
-  if (exponentials) {
-    weight_tile_bounded<double, true>(rows_i, rows_j, weights, gains, shift, source, tile);
-  } else {
-    weight_tile_bounded<double, false>(rows_i, rows_j, weights, gains, shift, source, tile);
-  }
+  weight_tile_bounded(rows_i, rows_j, weights, gains, shift, exponentials, source, tile);
 }
 
 TAPEGRAD_VECTOR_CLONES void exp_elements_f32(const float* x, float* y, std::int64_t count) {

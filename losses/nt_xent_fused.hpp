@@ -29,7 +29,7 @@
 //   memory: beyond z and its gradient, O(R·D) for u and one gradient buffer per extra thread,
 //          O(R) per thread for the running sums, and one tile buffer per thread
 //          (fused_tile_rows² elements). When all tiles together, about R²/2 elements, fit in
-//          options.fused_cache_bytes (16 MiB unless set: up to N = 1384 in float32 and 960 in
+//          options.fused_cache_bytes (32 MiB unless set: up to N = 1985 in float32 and 1386 in
 //          float64), the forward keeps them until Tape::clear() and the backward skips a third of
 //          its matrix products.
 //          Otherwise nothing of size R² is held.
