@@ -143,7 +143,8 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(OpCode::count)> 
 //   5     flags: bit 0 keepdim, 1 transpose_a, 2 transpose_b, 3 scalar on the left, 4 interleaved
 //         layout, 5 composed NT-Xent, 6 NT-Xent of two views, 7 the all-elements form of a reduction
 //   6     scalar (decode_value), normalize's eps, NT-Xent's temperature, or transpose's second axis
-//   7     mask kind, index count, reshape mode or concat's operand count
+//   7     mask kind, index count, reshape mode, concat's operand count, or NT-Xent's
+//         fused_cache_bytes (b % 3: the default, 0, or -1, which must be rejected)
 //   8-15  mask bits, indices or reshape extents
 // The bits of byte 5, in order from bit 0.
 enum class Flag { keepdim, transpose_a, transpose_b, scalar_left, interleaved, composed, two_views, all_elements };
@@ -371,6 +372,9 @@ tg::NtXentOptions nt_xent_options(const Step& step) {
   const std::array<tg::Reduction, 3> reductions = {tg::Reduction::mean, tg::Reduction::sum, tg::Reduction::none};
   options.reduction = reductions[step.bytes[4] % reductions.size()];
   options.implementation = step.flag(Flag::composed) ? tg::NtXentImplementation::composed : tg::NtXentImplementation::fused;
+  // 0 makes the fused backward compute its tiles again, the path of batches too large to keep.
+  const std::array<std::int64_t, 3> cache_limits = {options.fused_cache_bytes, 0, -1};
+  options.fused_cache_bytes = cache_limits[step.mode() % cache_limits.size()];
   return options;
 }
 

@@ -131,6 +131,8 @@ SEEDS = {
     "nt_xent_tiny_temperature": [step("nt_xent", a=3, flags=COMPOSED, scalar=TEMPERATURE["1e-300"])],
     "nt_xent_subnormal_temperature": [step("nt_xent", a=0, b=1, flags=TWO_VIEWS, scalar=TEMPERATURE["subnormal"])],
     "nt_xent_zero_temperature": [step("nt_xent", a=3, scalar=TEMPERATURE["0"])],
+    "nt_xent_recomputed_tiles": [step("nt_xent", a=3, axis_or_reduction=2, scalar=TEMPERATURE["0.5"], mode=1)],
+    "nt_xent_negative_cache_limit": [step("nt_xent", a=3, scalar=TEMPERATURE["0.5"], mode=2)],
 }
 
 # Programs that start from edge-case inputs instead of COMMON.
