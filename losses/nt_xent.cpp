@@ -122,7 +122,7 @@ Var nt_xent(const Var& z, const NtXentOptions& options) {
   return per_anchor;
 }
 
-Var nt_xent(const Var& zi, const Var& zj, const NtXentOptions& options) {
+Var nt_xent_two_views(const Var& zi, const Var& zj, const NtXentOptions& options) {
   common_tape("nt_xent", {zi, zj});
   detail::check_nt_xent_embeddings("nt_xent", "zi", zi.value());
   detail::check_nt_xent_embeddings("nt_xent", "zj", zj.value());

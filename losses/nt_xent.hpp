@@ -40,6 +40,7 @@
 //   a dtype other than f32 and f64, views of two dtypes, and a layout, reduction or
 //   implementation value outside its enum. All are raised before anything is recorded.
 
+#include <concepts>
 #include <cstdint>
 
 #include "../core/gradcheck_registry.hpp"
@@ -77,7 +78,15 @@ Var nt_xent(const Var& z, const NtXentOptions& options = {});
 // NT-Xent of two views of N images, each of shape [N, D]: row i of zi and row i of zj are a
 // positive pair. The views are stacked in the layout options.layout names, which decides the
 // order of the per-anchor losses for Reduction::none.
-Var nt_xent(const Var& zi, const Var& zj, const NtXentOptions& options = {});
+Var nt_xent_two_views(const Var& zi, const Var& zj, const NtXentOptions& options = {});
+
+// The same, under the name nt_xent. A template, so that nt_xent(z, {}) means the one-tensor form
+// with default options: `{}` could make a Var as well, and a template parameter is not deduced
+// from `{}`.
+template <std::same_as<Var> View>
+Var nt_xent(const Var& zi, const View& zj, const NtXentOptions& options = {}) {
+  return nt_xent_two_views(zi, zj, options);
+}
 
 std::string_view layout_name(Layout layout);
 std::string_view reduction_name(Reduction reduction);

@@ -297,6 +297,18 @@ TEST_CASE("two-view form equals the stacked rows") {
   }
 }
 
+TEST_CASE("empty braces mean default options") {
+  // `{}` could also make a Var, the second view, but nt_xent(z, {}) must be the one-tensor form.
+  tg::Tape tape;
+  const tg::Var z = tape.leaf(tg::Tensor::randn({6, 4}, 13));
+  const tg::Var zi = tape.leaf(tg::Tensor::randn({3, 4}, 14));
+  const tg::Var zj = tape.leaf(tg::Tensor::randn({3, 4}, 15));
+  CHECK(tg::nt_xent(z, {}).value().item() == tg::nt_xent(z).value().item());
+  CHECK(tg::nt_xent(zi, zj, {}).value().item() == tg::nt_xent(zi, zj).value().item());
+  const tg::NtXentOptions cold{.temperature = 0.2};
+  CHECK(tg::nt_xent(z, {.temperature = 0.2}).value().item() == tg::nt_xent(z, cold).value().item());
+}
+
 // ---- Temperature: all-parallel embeddings ----------------------------------------------------
 // When every embedding points the same way, each anchor's softmax over its 2N − 1 candidates is
 // uniform, so the loss is log(2N − 1) for any temperature and any lengths, and the gradient is
