@@ -19,6 +19,11 @@ Shape::Shape(std::span<const std::int64_t> extents) {
 }
 
 std::int64_t Shape::numel() const {
+  // A zero extent first, so that [2^32, 2^32, 0], which check_extents accepts, gives 0 without
+  // overflowing on the way.
+  if (std::find(begin(), end(), 0) != end()) {
+    return 0;
+  }
   std::int64_t count = 1;
   for (std::int64_t extent : *this) {
     count *= extent;
@@ -106,7 +111,11 @@ std::array<std::int64_t, Shape::max_rank> contiguous_strides(const Shape& shape)
   std::int64_t stride = 1;
   for (std::int64_t axis = shape.rank() - 1; axis >= 0; --axis) {
     strides[static_cast<std::size_t>(axis)] = stride;
-    stride *= shape[axis];
+    // Only a shape with a zero extent gets here with an overflowing product (check_extents rejects
+    // the others), and an empty tensor's strides address nothing, so 0 will do.
+    if (__builtin_mul_overflow(stride, shape[axis], &stride)) {
+      stride = 0;
+    }
   }
   return strides;
 }

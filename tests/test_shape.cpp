@@ -140,6 +140,14 @@ TEST_CASE("numel and strides") {
   CHECK(tg::Shape{}.numel() == 1);
   CHECK(tg::Shape{0, 5}.numel() == 0);
   CHECK(tg::Shape{2, 3, 4}.numel() == 24);
+  // Valid, because a zero extent makes the tensor empty, but 2^32 · 2^32 overflows int64 on the
+  // way to 0 when multiplied left to right (undefined behavior, caught by UBSan).
+  const std::int64_t two_to_32 = std::int64_t{1} << 32;
+  CHECK_NOTHROW(tg::check_extents("zeros", {two_to_32, two_to_32, 0}));
+  CHECK(tg::Shape{two_to_32, two_to_32, 0}.numel() == 0);
+  CHECK(tg::Tensor::zeros({two_to_32, two_to_32, 0}).numel() == 0);
+  CHECK(tg::Tensor::zeros({0, two_to_32, two_to_32}).numel() == 0);
+  CHECK(tg::contiguous_strides({0, two_to_32, two_to_32})[1] == two_to_32);
   const auto strides = tg::contiguous_strides({2, 3, 4});
   CHECK(strides[0] == 12);
   CHECK(strides[1] == 4);
