@@ -518,9 +518,9 @@ template <class T>
 // ū_a = (Ū_a − q_a) / temperature with q_a = (w_a + w_p(a))·u_p(a), then the VJP of
 // normalize, (ū_a − u_a·(u_a·ū_a)) / ‖z_a‖ when ‖z_a‖ > norm_eps, and ū_a / norm_eps otherwise.
 template <class T>
-[[gnu::always_inline]] inline void finish_gradient_rows(const GradientRows<T>& problem, Block range, T* gradient) {
+[[gnu::always_inline]] inline void finish_gradient_rows(const GradientRows<T>& problem, T* gradient) {
   const std::int64_t features = problem.features;
-  for (std::int64_t a = range.begin; a < range.end; ++a) {
+  for (std::int64_t a = 0; a < problem.rows; ++a) {
     T* row = gradient + a * features;
     for (int t = 1; t < problem.threads; ++t) {
       const T* other = problem.extra + ((t - 1) * problem.rows + a) * features;
@@ -634,14 +634,12 @@ TAPEGRAD_VECTOR_CLONES void normalize_rows_f64(const double* z, std::int64_t row
   normalize_rows(z, rows, features, u, norms);
 }
 
-TAPEGRAD_VECTOR_CLONES void finish_gradient_rows_f32(const GradientRows<float>& problem, Block range,
-                                                   float* gradient) {
-  finish_gradient_rows(problem, range, gradient);
+TAPEGRAD_VECTOR_CLONES void finish_gradient_rows_f32(const GradientRows<float>& problem, float* gradient) {
+  finish_gradient_rows(problem, gradient);
 }
 
-TAPEGRAD_VECTOR_CLONES void finish_gradient_rows_f64(const GradientRows<double>& problem, Block range,
-                                                   double* gradient) {
-  finish_gradient_rows(problem, range, gradient);
+TAPEGRAD_VECTOR_CLONES void finish_gradient_rows_f64(const GradientRows<double>& problem, double* gradient) {
+  finish_gradient_rows(problem, gradient);
 }
 
 #undef TAPEGRAD_VECTOR_CLONES
@@ -686,11 +684,11 @@ void normalize_rows_dispatch(const float* z, std::int64_t rows, std::int64_t fea
 void normalize_rows_dispatch(const double* z, std::int64_t rows, std::int64_t features, double* u, double* norms) {
   normalize_rows_f64(z, rows, features, u, norms);
 }
-void finish_gradient_rows_dispatch(const GradientRows<float>& problem, Block range, float* gradient) {
-  finish_gradient_rows_f32(problem, range, gradient);
+void finish_gradient_rows_dispatch(const GradientRows<float>& problem, float* gradient) {
+  finish_gradient_rows_f32(problem, gradient);
 }
-void finish_gradient_rows_dispatch(const GradientRows<double>& problem, Block range, double* gradient) {
-  finish_gradient_rows_f64(problem, range, gradient);
+void finish_gradient_rows_dispatch(const GradientRows<double>& problem, double* gradient) {
+  finish_gradient_rows_f64(problem, gradient);
 }
 
 // ---- Scheduling ------------------------------------------------------------------------------
@@ -756,10 +754,6 @@ class TilePairs {
   std::int64_t blocks_;
 };
 
-// The rows that thread t of `count` takes in the passes over rows (normalize, merge, the last
-// pass of the backward): an even split. Each row is computed the same way whoever takes it.
-Block row_share(std::int64_t rows, int t, int count) { return {rows * t / count, rows * (t + 1) / count}; }
-
 // Holds OpenBLAS at one thread while any fused NT-Xent runs, on any thread, and restores the
 // count it found when the last one ends. One BLAS thread keeps OpenMP's and OpenBLAS's thread
 // pools from oversubscribing the cores. It also makes the result depend on the OpenMP thread count
@@ -808,10 +802,9 @@ struct ForwardResult {
 };
 
 // Merges the threads' running maxima and sums into lse = M + log Σ_t sum_t·exp(max_t − M), where
-// M = max_t max_t, for the rows in `range`. `states` has each thread's maxima, then its sums, R
-// values each.
-void merge_running_logsumexp(const double* states, int threads, std::int64_t rows, Block range, double* lse) {
-  for (std::int64_t a = range.begin; a < range.end; ++a) {
+// M = max_t max_t. `states` holds each thread's maxima, then its sums, R values each.
+void merge_running_logsumexp(const double* states, int threads, std::int64_t rows, double* lse) {
+  for (std::int64_t a = 0; a < rows; ++a) {
     double maximum = -std::numeric_limits<double>::infinity();
     for (int t = 0; t < threads; ++t) {
       maximum = std::max(maximum, states[2 * t * rows + a]);
@@ -831,11 +824,10 @@ void merge_running_logsumexp(const double* states, int threads, std::int64_t row
   }
 }
 
-// Merges the threads' sums of e_ab = exp(s_ab − c) into lse = c + log Σ_t sum_t for the rows in
-// `range`. `states` is laid out as for merge_running_logsumexp; only the sums are used.
-void merge_bounded_sums(const double* states, int threads, std::int64_t rows, Block range, double shift,
-                        double* lse) {
-  for (std::int64_t a = range.begin; a < range.end; ++a) {
+// Merges the threads' sums of e_ab = exp(s_ab − c) into lse = c + log Σ_t sum_t. `states` is laid
+// out as for merge_running_logsumexp; only the sums are used.
+void merge_bounded_sums(const double* states, int threads, std::int64_t rows, double shift, double* lse) {
+  for (std::int64_t a = 0; a < rows; ++a) {
     double sum = 0.0;
     for (int t = 0; t < threads; ++t) {
       sum += states[(2 * t + 1) * rows + a];
@@ -854,6 +846,9 @@ ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options)
                        .norms = tape.allocate({rows}, Dtype::f64),
                        .lse = tape.allocate({rows}, Dtype::f64),
                        .tile_cache = {}};
+  normalize_rows_dispatch(z.data<T>(), rows, features, result.u.template data<T>(),
+                          result.norms.data<double>());
+
   const TilePairs pairs(rows);
   const int threads = pairs.thread_count();
   const bool bounded = bounded_shift_applies<T>(rows, options.temperature);
@@ -868,17 +863,17 @@ ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options)
   if (keep_tiles) {
     result.tile_cache = tape.allocate({cache_elements}, dtype);
   }
+  double* state_data = states.data<double>();
+  std::fill_n(state_data, 2 * threads * rows, 0.0);
+  for (int t = 0; t < threads; ++t) {
+    std::fill_n(state_data + 2 * t * rows, rows, -std::numeric_limits<double>::infinity());
+  }
 
   const TileProblem<T> problem{.rows = rows,
                                .features = features,
                                .u = result.u.template data<T>(),
                                .inverse_temperature = static_cast<T>(1.0 / options.temperature),
                                .layout = options.layout};
-  const T* z_data = z.data<T>();
-  T* u = result.u.template data<T>();
-  double* norms = result.norms.data<double>();
-  double* lse = result.lse.data<double>();
-  double* state_data = states.data<double>();
   T* buffer_data = buffers.data<T>();
   T* cache = keep_tiles ? result.tile_cache.template data<T>() : nullptr;
   T* positives = positive_logits.data<T>();
@@ -887,20 +882,10 @@ ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options)
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
       const int t = omp_get_thread_num();
-      const int count = omp_get_num_threads();
-      const Block share = row_share(rows, t, count);
-      normalize_rows_dispatch(z_data + share.begin * features, share.size(), features, u + share.begin * features,
-                              norms + share.begin);
-      // OpenMP may start fewer threads than asked for, so each clears every count-th state.
-      for (int state = t; state < threads; state += count) {
-        std::fill_n(state_data + 2 * state * rows, rows, -std::numeric_limits<double>::infinity());
-        std::fill_n(state_data + (2 * state + 1) * rows, rows, 0.0);
-      }
-#pragma omp barrier
       T* scratch = buffer_data + t * thread_elements;
       T* own_tile = scratch + scratch_elements;
       const RunningLogsumexp state{state_data + 2 * t * rows, state_data + (2 * t + 1) * rows};
-      pairs.for_each(t, count, [&](Block rows_i, Block rows_j, std::int64_t offset) {
+      pairs.for_each(t, omp_get_num_threads(), [&](Block rows_i, Block rows_j, std::int64_t offset) {
         T* tile = keep_tiles ? cache + offset : own_tile;
         compute_similarity_tile(problem, rows_i, rows_j, bounded ? DiagonalTile::upper : DiagonalTile::full, tile);
         if (bounded) {
@@ -909,13 +894,14 @@ ForwardResult forward(Tape& tape, const Tensor& z, const NtXentOptions& options)
           accumulate_tile_dispatch(problem, rows_i, rows_j, tile, scratch, state, positives);
         }
       });
-#pragma omp barrier
-      if (bounded) {
-        merge_bounded_sums(state_data, threads, rows, share, static_cast<double>(problem.inverse_temperature), lse);
-      } else {
-        merge_running_logsumexp(state_data, threads, rows, share, lse);
-      }
     }
+  }
+
+  double* lse = result.lse.data<double>();
+  if (bounded) {
+    merge_bounded_sums(state_data, threads, rows, static_cast<double>(problem.inverse_temperature), lse);
+  } else {
+    merge_running_logsumexp(state_data, threads, rows, lse);
   }
 
   // l_a = lse_a − s_a,p(a). With N = 1 the positive is the only term, so lse_a = s_a,p(a) exactly.
@@ -979,12 +965,13 @@ void add_tile_products(Block rows_i, Block rows_j, std::int64_t features, const 
   }
 }
 
-// Writes the per-row factors of the backward tiles for the rows in `range`: w_a, the cotangent of
-// l_a, and either lse_a (running-maximum path) or g_a = exp(c − lse_a) (bounded shift), in T.
+// Per-row factors of the backward tiles: w_a, the cotangent of l_a, and either lse_a (running-
+// maximum path) or g_a = exp(c − lse_a) (bounded shift), both in T.
 template <class T>
-void row_factors(const T* seed, Reduction reduction, const double* lse, bool bounded, double shift,
-                 std::int64_t rows, Block range, T* weights, T* lse_or_gains) {
-  for (std::int64_t a = range.begin; a < range.end; ++a) {
+void row_factors(const Tensor& cotangent, Reduction reduction, const double* lse, bool bounded, double shift,
+                 std::int64_t rows, T* weights, T* lse_or_gains) {
+  const T* seed = cotangent.data<T>();
+  for (std::int64_t a = 0; a < rows; ++a) {
     switch (reduction) {
       case Reduction::mean: weights[a] = static_cast<T>(static_cast<double>(seed[0]) / static_cast<double>(rows)); break;
       case Reduction::sum: weights[a] = seed[0]; break;
@@ -1012,6 +999,11 @@ void backward(VjpContext& context) {
 
   Tensor weights_tensor = context.allocate({rows}, dtype);
   Tensor factors_tensor = context.allocate({rows}, dtype);
+  T* weights = weights_tensor.data<T>();
+  T* factors = factors_tensor.data<T>();
+  row_factors(context.cotangent(), static_cast<Reduction>(attributes.axis), lse_tensor.data<double>(), bounded,
+              static_cast<double>(shift), rows, weights, factors);
+
   const TilePairs pairs(rows);
   const int threads = pairs.thread_count();
   // Thread 0 accumulates Ū straight into the gradient buffer, the others into their own.
@@ -1019,46 +1011,25 @@ void backward(VjpContext& context) {
   Tensor extra_gradients;
   if (threads > 1) {
     extra_gradients = context.allocate({threads - 1, rows, features}, dtype);
+    std::fill_n(extra_gradients.data<T>(), (threads - 1) * rows * features, T{0});
   }
+  std::fill_n(gradient.data<T>(), rows * features, T{0});
   Tensor tiles = context.allocate({threads, fused_tile_rows * fused_tile_rows}, dtype);
 
   const T* u = u_tensor.data<T>();
   const TileProblem<T> problem{
       .rows = rows, .features = features, .u = u, .inverse_temperature = shift, .layout = layout};
-  const T* seed = context.cotangent().data<T>();
-  const auto reduction = static_cast<Reduction>(attributes.axis);
-  const double* lse = lse_tensor.data<double>();
-  T* weights = weights_tensor.data<T>();
-  T* factors = factors_tensor.data<T>();
   T* gradient_data = gradient.data<T>();
   T* extra_data = threads > 1 ? extra_gradients.data<T>() : nullptr;
   T* tile_data = tiles.data<T>();
-  const GradientRows<T> gradient_rows{.rows = rows,
-                                      .features = features,
-                                      .threads = threads,
-                                      .extra = extra_data,
-                                      .weights = weights,
-                                      .u = u,
-                                      .norms = norms_tensor.data<double>(),
-                                      .inverse_temperature = shift,
-                                      .layout = layout};
   {
     const SingleThreadedBlas blas_guard;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
       const int t = omp_get_thread_num();
-      const int count = omp_get_num_threads();
-      const Block share = row_share(rows, t, count);
-      // OpenMP may start fewer threads than asked for, so each clears every count-th buffer.
-      for (int buffer = t; buffer < threads; buffer += count) {
-        T* partial = buffer == 0 ? gradient_data : extra_data + (buffer - 1) * rows * features;
-        std::fill_n(partial, rows * features, T{0});
-      }
-      row_factors(seed, reduction, lse, bounded, static_cast<double>(shift), rows, share, weights, factors);
-#pragma omp barrier
       T* tile = tile_data + t * fused_tile_rows * fused_tile_rows;
       T* u_bar = t == 0 ? gradient_data : extra_data + (t - 1) * rows * features;
-      pairs.for_each(t, count, [&](Block rows_i, Block rows_j, std::int64_t offset) {
+      pairs.for_each(t, omp_get_num_threads(), [&](Block rows_i, Block rows_j, std::int64_t offset) {
         const T* source = tile;
         if (cache != nullptr) {
           source = cache + offset;
@@ -1072,10 +1043,19 @@ void backward(VjpContext& context) {
         }
         add_tile_products(rows_i, rows_j, features, tile, u, u_bar);
       });
-#pragma omp barrier
-      finish_gradient_rows_dispatch(gradient_rows, share, gradient_data);
     }
   }
+
+  const GradientRows<T> gradient_rows{.rows = rows,
+                                      .features = features,
+                                      .threads = threads,
+                                      .extra = extra_data,
+                                      .weights = weights,
+                                      .u = u,
+                                      .norms = norms_tensor.data<double>(),
+                                      .inverse_temperature = static_cast<T>(1.0 / temperature),
+                                      .layout = layout};
+  finish_gradient_rows_dispatch(gradient_rows, gradient_data);
   context.accumulate(0, std::move(gradient));
 }
 
