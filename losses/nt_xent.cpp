@@ -1,6 +1,7 @@
 #include "nt_xent.hpp"
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "../ops/ops.hpp"
@@ -13,9 +14,21 @@ namespace detail {
 // Checks the options before anything is recorded: a layout or reduction outside its enum would
 // otherwise be taken as interleaved or none, or be rejected by the fused path after the two-view
 // form had recorded its concat.
-void check_nt_xent_options(std::string_view op, const NtXentOptions& options) {
+void check_nt_xent_options(std::string_view op, const NtXentOptions& options, Dtype dtype) {
   if (!(options.temperature > 0.0) || !std::isfinite(options.temperature)) {
     raise<ValueError>(op, "the temperature must be positive and finite", "temperature {}", options.temperature);
+  }
+  // Logits lie in [-1/temperature, 1/temperature], so the loss and the differences the
+  // logsumexp takes reach 2/temperature plus log(2N - 1). Below this bound they overflow the
+  // dtype and the loss becomes inf or NaN.
+  const double largest = dtype == Dtype::f32 ? std::numeric_limits<float>::max() : std::numeric_limits<double>::max();
+  const double smallest_temperature = 4.0 / largest;
+  if (options.temperature < smallest_temperature) {
+    raise<ValueError>(op,
+                      fmt::format("the temperature must be at least {:.3g} for {} embeddings (4 over the largest {} "
+                                  "value), so that logit differences stay finite",
+                                  smallest_temperature, dtype, dtype),
+                      "temperature {}", options.temperature);
   }
   if (options.layout != Layout::concatenated && options.layout != Layout::interleaved) {
     raise<ValueError>(op, "the layout must be concatenated or interleaved", "layout value {}",
@@ -87,7 +100,7 @@ std::string_view reduction_name(Reduction reduction) {
 Var nt_xent(const Var& z, const NtXentOptions& options) {
   Tape& tape = common_tape("nt_xent", {z});
   detail::check_nt_xent_embeddings("nt_xent", "z", z.value());
-  detail::check_nt_xent_options("nt_xent", options);
+  detail::check_nt_xent_options("nt_xent", options, z.dtype());
   const std::int64_t rows = z.value().size(0);
   if (rows % 2 != 0) {
     raise<ShapeError>("nt_xent", "z must have an even number of rows (2N: two views of N samples)",
@@ -134,7 +147,7 @@ Var nt_xent_two_views(const Var& zi, const Var& zj, const NtXentOptions& options
     raise<DtypeError>("nt_xent", "the two views must have the same dtype", "zi of dtype {} and zj of dtype {}",
                       zi.dtype(), zj.dtype());
   }
-  detail::check_nt_xent_options("nt_xent", options);
+  detail::check_nt_xent_options("nt_xent", options, zi.dtype());
 
   const Var stacked = concat({zi, zj}, 0);
   if (options.layout == Layout::concatenated) {

@@ -104,8 +104,9 @@ inline std::int64_t positive_of(std::int64_t row, std::int64_t rows, Layout layo
 // The argument checks that nt_xent and nt_xent_fused share, raising with `op` as the op's name.
 // Embeddings must be f32 or f64, 2-D, with rows and features; `argument` names them in messages.
 void check_nt_xent_embeddings(std::string_view op, std::string_view argument, const Tensor& z);
-// The temperature must be positive and finite, and each enum a value it defines.
-void check_nt_xent_options(std::string_view op, const NtXentOptions& options);
+// The temperature must be positive and finite and, for embeddings of `dtype`, at least
+// 4 / (the dtype's largest value), and each enum a value it defines.
+void check_nt_xent_options(std::string_view op, const NtXentOptions& options, Dtype dtype);
 
 }  // namespace detail
 

@@ -1074,7 +1074,7 @@ void check_arguments(const Tensor& z, const NtXentOptions& options) {
     raise<ShapeError>(op_name, "z must have an even number of rows (2N: two views of N samples)", "z of shape {}",
                       z.shape());
   }
-  detail::check_nt_xent_options(op_name, options);
+  detail::check_nt_xent_options(op_name, options, z.dtype());
 }
 
 }  // namespace

@@ -859,6 +859,7 @@ std::vector<Rejection> nt_xent_rejections(tg::NtXentImplementation implementatio
   const tg::NtXentOptions bad_implementation =
       with([](tg::NtXentOptions& o) { o.implementation = static_cast<tg::NtXentImplementation>(7); });
   const tg::NtXentOptions negative_cache = with([](tg::NtXentOptions& o) { o.fused_cache_bytes = -1; });
+  const tg::NtXentOptions tiny_temperature = with([](tg::NtXentOptions& o) { o.temperature = 1e-320; });
   return {
       {"dtype", "nt_xent(boolean [4, 3])", K::dtype, "nt_xent", {"z of dtype boolean and shape [4, 3]"},
        [base](Fixture& f) { tg::nt_xent(f.bool_z, base); }},
@@ -884,6 +885,9 @@ std::vector<Rejection> nt_xent_rejections(tg::NtXentImplementation implementatio
        [bad_reduction](Fixture& f) { tg::nt_xent(f.z, bad_reduction); }},
       {"option", "nt_xent(z, implementation 7)", K::value, "nt_xent", {"implementation value 7"},
        [bad_implementation](Fixture& f) { tg::nt_xent(f.z, bad_implementation); }},
+      {"temperature", "nt_xent(z, temperature 1e-320), below 4/DBL_MAX", K::value, "nt_xent",
+       {"at least 2.23e-308 for f64 embeddings", "temperature 1e-320"},
+       [tiny_temperature](Fixture& f) { tg::nt_xent(f.z, tiny_temperature); }},
       {"option", "nt_xent(z, fused_cache_bytes -1)", K::value, "nt_xent", {"fused_cache_bytes -1"},
        [negative_cache](Fixture& f) { tg::nt_xent(f.z, negative_cache); }},
       {"option", "nt_xent(x, x, fused_cache_bytes -1)", K::value, "nt_xent", {"fused_cache_bytes -1"},

@@ -2,6 +2,7 @@
 // other NT-Xent code, each generalised to its whole kind.
 #include <doctest/doctest.h>
 
+#include <cfloat>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -564,29 +565,37 @@ TEST_CASE("invalid input raises and leaves the tape unchanged") {
   CHECK(tape.size() == recorded);
 }
 
-TEST_CASE("subnormal temperature raises in anomaly mode") {
-  // The temperature 4.9e-324 is positive and finite, so nt_xent accepts it, but every logit
-  // cos / temperature with cos != 0 overflows to ±inf, and anomaly mode must name the op. This
-  // catches a composed path that multiplies by 1 / temperature = inf, a scalar that anomaly mode
-  // does not check, and returns NaN without raising.
-  const double temperature = std::numeric_limits<double>::denorm_min();
-  const tg::Tensor z = matrix({{1.0, 0.0}, {0.0, 1.0}, {1.0, 1.0}, {1.0, -1.0}});
-
-  tg::Tape plain;
-  const tg::Var loss = tg::nt_xent(plain.leaf(z), {.temperature = temperature,
-                                                   .implementation = tg::NtXentImplementation::composed});
-  CHECK_FALSE(std::isfinite(loss.value().item()));
-
-  tg::Tape composed({.detect_anomaly = true});
-  const tg::Var composed_z = composed.leaf(z);
-  const tg::NtXentOptions composed_options{.temperature = temperature,
-                                           .implementation = tg::NtXentImplementation::composed};
-  CHECK_THROWS_AS(tg::nt_xent(composed_z, composed_options), tg::ValueError);
-  CHECK_THROWS_WITH(tg::nt_xent(composed_z, composed_options), doctest::Contains("div: anomaly mode"));
-
-  tg::Tape fused({.detect_anomaly = true});
-  const tg::Var fused_z = fused.leaf(z);
-  const tg::NtXentOptions fused_options{.temperature = temperature, .implementation = tg::NtXentImplementation::fused};
-  CHECK_THROWS_AS(tg::nt_xent(fused_z, fused_options), tg::ValueError);
-  CHECK_THROWS_WITH(tg::nt_xent(fused_z, fused_options), doctest::Contains("nt_xent_fused: anomaly mode"));
+TEST_CASE("temperature too small for the dtype raises") {
+  // Logits reach ±1/temperature, so below 4/(largest value) their differences overflow and the loss
+  // is inf or NaN: f64 at 1e-308 gave inf and at 4.9e-324 NaN, f32 at 1e-39 NaN. Both paths must
+  // reject such temperatures before recording anything, and accept those just above the bound.
+  struct Case {
+    tg::Dtype dtype;
+    double rejected;
+    double accepted;
+  };
+  const Case cases[] = {{tg::Dtype::f64, std::numeric_limits<double>::denorm_min(), 4.0 / DBL_MAX * 1.001},
+                        {tg::Dtype::f64, 1e-308, 1e-300},
+                        {tg::Dtype::f32, 1e-39, 1e-37}};
+  const tg::Tensor values = matrix({{1.0, 0.0}, {0.0, 1.0}, {1.0, 1.0}, {1.0, -1.0}});
+  for (const Case& c : cases) {
+    for (auto implementation : {tg::NtXentImplementation::composed, tg::NtXentImplementation::fused}) {
+      CAPTURE(c.dtype);
+      CAPTURE(c.rejected);
+      CAPTURE(implementation);
+      tg::Tape tape;
+      const tg::Var z = tape.leaf(values.to(c.dtype));
+      const std::int64_t size = tape.size();
+      const tg::NtXentOptions rejected{.temperature = c.rejected, .implementation = implementation};
+      CHECK_THROWS_AS(tg::nt_xent(z, rejected), tg::ValueError);
+      CHECK_THROWS_WITH(tg::nt_xent(z, rejected), doctest::Contains("temperature must be at least"));
+      CHECK(tape.size() == size);
+      const tg::Var loss = tg::nt_xent(z, {.temperature = c.accepted, .implementation = implementation});
+      CHECK(std::isfinite(loss.value().item()));
+    }
+  }
+  tg::Tape tape;
+  const tg::Var zi = tape.leaf(tg::Tensor::randn({2, 3}, 5, tg::Dtype::f32));
+  CHECK_THROWS_WITH(tg::nt_xent(zi, zi, {.temperature = 1e-39}),
+                    doctest::Contains("at least 1.18e-38 for f32 embeddings"));
 }
