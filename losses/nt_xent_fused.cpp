@@ -12,6 +12,7 @@
 #include <omp.h>
 
 #include "../ops/common.hpp"
+#include "../ops/normalize.hpp"
 #include "../ops/shape_ops.hpp"
 
 namespace tapegrad {
@@ -505,6 +506,9 @@ template <class T>
   for (std::int64_t a = 0; a < rows; ++a) {
     const T* row = z + a * features;
     norms[a] = std::sqrt(dot_in_double(row, row, features));
+    if (std::isinf(norms[a])) {
+      norms[a] = detail::rescaled_norm(row, features, 1);  // f64 rows above about 1e154
+    }
     // The scale is rounded to T once, so the row is scaled in T's own vector width.
     const T inverse = static_cast<T>(1.0 / std::max(norms[a], norm_eps));
     T* out = u + a * features;

@@ -28,6 +28,27 @@ LineLayout line_layout(const Shape& shape, std::int64_t axis) {
   return layout;
 }
 
+template <class T>
+double rescaled_norm_of(const T* x, std::int64_t count, std::int64_t stride) {
+  double largest = 0.0;
+  for (std::int64_t k = 0; k < count; ++k) {
+    const double magnitude = std::abs(static_cast<double>(x[k * stride]));
+    if (std::isnan(magnitude)) {
+      return magnitude;
+    }
+    largest = std::max(largest, magnitude);
+  }
+  if (largest == 0.0 || !std::isfinite(largest)) {
+    return largest;
+  }
+  double squares = 0.0;
+  for (std::int64_t k = 0; k < count; ++k) {
+    const double scaled = static_cast<double>(x[k * stride]) / largest;
+    squares += scaled * scaled;
+  }
+  return largest * std::sqrt(squares);
+}
+
 // Writes y = x / max(n, eps) and the norms n (one per line, in f64).
 template <class T>
 void normalize_forward(const T* x, T* y, double* norms, const LineLayout& layout, double eps) {
@@ -46,6 +67,9 @@ void normalize_forward(const T* x, T* y, double* norms, const LineLayout& layout
     }
     for (std::int64_t j = 0; j < inner; ++j) {
       n[j] = std::sqrt(n[j]);
+      if (std::isinf(n[j])) {
+        n[j] = detail::rescaled_norm(x_block + j, layout.length, inner);
+      }
     }
     for (std::int64_t k = 0; k < layout.length; ++k) {
       for (std::int64_t j = 0; j < inner; ++j) {
@@ -84,6 +108,17 @@ void normalize_backward(const T* y, const T* g, const double* norms, T* dx, doub
 }
 
 }  // namespace
+
+namespace detail {
+
+double rescaled_norm(const double* x, std::int64_t count, std::int64_t stride) {
+  return rescaled_norm_of(x, count, stride);
+}
+double rescaled_norm(const float* x, std::int64_t count, std::int64_t stride) {
+  return rescaled_norm_of(x, count, stride);
+}
+
+}  // namespace detail
 
 Var normalize(const Var& x, std::int64_t axis, double eps) {
   constexpr std::string_view op = "normalize";

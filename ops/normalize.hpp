@@ -18,9 +18,19 @@ namespace tapegrad {
 //          [-rank, rank), a negative axis counting from the end. Size-0 axes give an empty y.
 //   edges: eps must be positive and finite, or ValueError. The norm is not differentiable at
 //          n = eps, where the two branches meet. Norms and ⟨y, ȳ⟩ are accumulated in double.
-//          NOTE: the squares are not rescaled, so in f64 a line with elements above about 1e154
-//          overflows to n = inf and maps to 0 instead of to a unit line.
+//          A line whose sum of squares overflows (f64 elements above about 1e154) has its norm
+//          computed again as m·‖x/m‖₂ with m = max|x|, so it still maps to a unit line.
 Var normalize(const Var& x, std::int64_t axis = -1, double eps = 1e-12);
+
+namespace detail {
+
+// ‖x‖₂ of `count` elements `stride` apart, as m·sqrt(Σ (x/m)²) with m = max|x|: finite whenever
+// the norm itself is, where the plain sum of squares overflows double above about 1e154. Returns
+// inf when an element is infinite and NaN when one is NaN.
+double rescaled_norm(const double* x, std::int64_t count, std::int64_t stride);
+double rescaled_norm(const float* x, std::int64_t count, std::int64_t stride);
+
+}  // namespace detail
 
 void register_normalize_cases(GradcheckRegistry& registry);
 

@@ -565,6 +565,26 @@ TEST_CASE("invalid input raises and leaves the tape unchanged") {
   CHECK(tape.size() == recorded);
 }
 
+TEST_CASE("f64 rows past 1e154 give the loss of the unscaled rows") {
+  // Cosines do not depend on the rows' lengths, so rows scaled by 1e160, whose squares overflow
+  // double, must give the loss and the gradient (times 1e-160) of the rows at scale 1.
+  const tg::Tensor z = tg::Tensor::randn({6, 4}, 17);
+  std::vector<double> scaled = z.to_vector();
+  for (double& value : scaled) {
+    value *= 1e160;
+  }
+  for (auto implementation : {tg::NtXentImplementation::composed, tg::NtXentImplementation::fused}) {
+    CAPTURE(implementation);
+    const LossAndGradient plain = evaluate_with(z, {}, implementation);
+    const LossAndGradient huge = evaluate_with(tg::Tensor::from_values({6, 4}, scaled), {}, implementation);
+    CHECK(std::abs(huge.loss[0] - plain.loss[0]) <= 1e-14 * plain.loss[0]);
+    REQUIRE(huge.grad.size() == plain.grad.size());
+    for (std::size_t i = 0; i < plain.grad.size(); ++i) {
+      CHECK(huge.grad[i] * 1e160 == doctest::Approx(plain.grad[i]).epsilon(1e-12));
+    }
+  }
+}
+
 TEST_CASE("temperature too small for the dtype raises") {
   // Logits reach ±1/temperature, so below 4/(largest value) their differences overflow and the loss
   // is inf or NaN: f64 at 1e-308 gave inf and at 4.9e-324 NaN, f32 at 1e-39 NaN. Both paths must

@@ -178,6 +178,40 @@ TEST_CASE("f32 stays finite at zero, tiny and huge rows") {
   CHECK(x.grad().at({3, 1}) == doctest::Approx(-0.037037037037037035).epsilon(1e-6));
 }
 
+TEST_CASE("f64 rows past 1e154 still map to unit rows") {
+  // The squares of 3e160 and 4e160 overflow double, so a plain sum of squares gives n = inf and
+  // y = 0. The row [3e160, 4e160] must map to [0.6, 0.8] with the gradient of [3, 4] scaled by
+  // 1e-160, along axis 0 and axis 1. A row with an infinite element keeps n = inf.
+  for (const std::int64_t axis : {0, 1}) {
+    CAPTURE(axis);
+    tg::Tape tape;
+    const tg::Tensor values = axis == 1 ? tg::Tensor::from_values({2, 2}, {3e160, 4e160, 3.0, 4.0})
+                                        : tg::Tensor::from_values({2, 2}, {3e160, 3.0, 4e160, 4.0});
+    tg::Var x = tape.leaf(values);
+    tg::Var y = tg::normalize(x, axis);
+    // ȳ = [1, -2] along each line.
+    const tg::Tensor cotangent = axis == 1 ? tg::Tensor::from_values({2, 2}, {1.0, -2.0, 1.0, -2.0})
+                                           : tg::Tensor::from_values({2, 2}, {1.0, 1.0, -2.0, -2.0});
+    tape.backward(y, cotangent);
+    auto at = [axis](const tg::Tensor& t, std::int64_t line, std::int64_t k) {
+      return axis == 1 ? t.at({line, k}) : t.at({k, line});
+    };
+    CHECK(at(y.value(), 0, 0) == doctest::Approx(0.6).epsilon(1e-15));
+    CHECK(at(y.value(), 0, 1) == doctest::Approx(0.8).epsilon(1e-15));
+    CHECK(at(x.grad(), 0, 0) == doctest::Approx(at(x.grad(), 1, 0) * 1e-160).epsilon(1e-14));
+    CHECK(at(x.grad(), 0, 1) == doctest::Approx(at(x.grad(), 1, 1) * 1e-160).epsilon(1e-14));
+    CHECK(at(x.grad(), 1, 0) != 0.0);
+  }
+  tg::Tape tape;
+  const tg::Var infinite = tape.leaf(tg::Tensor::from_values({1, 2}, {std::numeric_limits<double>::infinity(), 1.0}));
+  CHECK(tg::normalize(infinite).value().at({0, 1}) == 0.0);
+  // A NaN anywhere in the line, even before larger elements, makes the rescaled norm NaN.
+  const double nan_first[] = {std::numeric_limits<double>::quiet_NaN(), 1e300, 1e300};
+  CHECK(std::isnan(tg::detail::rescaled_norm(nan_first, 3, 1)));
+  const double huge[] = {3e200, 0.0, 4e200};
+  CHECK(tg::detail::rescaled_norm(huge, 2, 2) == doctest::Approx(5e200).epsilon(1e-15));
+}
+
 TEST_CASE("size-0 axes give empty outputs") {
   tg::Tape tape;
   tg::Var no_columns = tape.leaf(tg::Tensor::zeros({2, 0}));
