@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string_view>
@@ -17,15 +18,36 @@ extern char** environ;
 
 namespace bench {
 
+namespace {
+
+// The comma-separated items of `list`, empty ones included: "16," gives "16" and "", which the
+// callers reject, where std::getline would drop the trailing empty item.
+std::vector<std::string> split_items(const std::string& list) {
+  std::vector<std::string> items;
+  std::size_t begin = 0;
+  while (true) {
+    const std::size_t comma = list.find(',', begin);
+    items.push_back(list.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin));
+    if (comma == std::string::npos) {
+      return items;
+    }
+    begin = comma + 1;
+  }
+}
+
+}  // namespace
+
 std::vector<std::int64_t> parse_sizes(const std::string& option, const std::string& list) {
   std::vector<std::int64_t> sizes;
-  std::stringstream stream(list);
-  std::string item;
-  while (std::getline(stream, item, ',')) {
+  for (const std::string& item : split_items(list)) {
     std::size_t used = 0;
     long long value = 0;
     try {
       value = std::stoll(item, &used);
+    } catch (const std::out_of_range&) {
+      throw std::invalid_argument(option + ": every item must be at most " +
+                                  std::to_string(std::numeric_limits<long long>::max()) + ", but got '" + item +
+                                  "' in '" + list + "'");
     } catch (const std::exception&) {
       used = 0;
     }
@@ -44,9 +66,7 @@ std::vector<std::int64_t> parse_sizes(const std::string& option, const std::stri
 std::vector<std::string> parse_names(const std::string& option, const std::string& list,
                                      const std::vector<std::string>& allowed) {
   std::vector<std::string> names;
-  std::stringstream stream(list);
-  std::string item;
-  while (std::getline(stream, item, ',')) {
+  for (const std::string& item : split_items(list)) {
     if (std::find(allowed.begin(), allowed.end(), item) == allowed.end()) {
       std::string valid;
       for (const std::string& name : allowed) {

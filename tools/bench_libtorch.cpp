@@ -145,6 +145,10 @@ int main(int argc, char** argv) {
         }
       }
     }
+    if (records.empty()) {
+      throw std::invalid_argument(
+          "every configuration was skipped, see the messages above; raise --memory-limit-mib or choose a smaller --n");
+    }
     if (format == "json") {
       std::cout << records.dump(1) << std::endl;
     } else {
