@@ -1,9 +1,11 @@
 #include "gradcheck_tool.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -286,6 +288,23 @@ CLI::Validator finite_number(bool strict) {
       strict ? "POSITIVE" : "NONNEGATIVE");
 }
 
+// Accepts an integer in [0, 2^64 - 1] and nothing else. CLI11 alone wraps "-3" to 2^64 - 3 and
+// turns 2^64 into 2^64 - 1.
+CLI::Validator unsigned_integer() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        std::uint64_t value = 0;
+        const char* end = text.data() + text.size();
+        const auto [stop, error] = std::from_chars(text.data(), end, value);
+        if (text.empty() || error != std::errc() || stop != end) {
+          return fmt::format("the value must be an integer from 0 to {}, but got {}",
+                             std::numeric_limits<std::uint64_t>::max(), text);
+        }
+        return {};
+      },
+      "UINT");
+}
+
 void add_options(CLI::App& app, ToolOptions& options) {
   app.add_option("OP", options.selectors,
                  "What to check: an op name selects all its cases, OP/CASE selects one case, and a case name "
@@ -307,7 +326,8 @@ void add_options(CLI::App& app, ToolOptions& options) {
       ->check(finite_number(false));
   app.add_option("--seed", options.check.seed,
                  "Base seed, added to each case's seed; it draws the input values and the fast mode's u and v")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(unsigned_integer());
   app.add_option("--format", options.format,
                  "Output format: table (one line per case and a closing 'N passed, N failed' line) or json (one "
                  "document with a record per case)")

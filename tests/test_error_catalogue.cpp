@@ -1180,6 +1180,8 @@ TEST_CASE("catalogue: run_gradcheck_tool") {
       {"value", {"--rtol", "inf"}, tg::kGradcheckUsageError, "a finite number >= 0, but got inf"},
       {"value", {"--format", "xml"}, tg::kGradcheckUsageError, "xml"},
       {"value", {"--seed", "abc"}, tg::kGradcheckUsageError, "abc"},
+      {"value", {"--seed", "-3"}, tg::kGradcheckUsageError, "an integer from 0 to 18446744073709551615, but got -3"},
+      {"value", {"--seed", "18446744073709551616"}, tg::kGradcheckUsageError, "but got 18446744073709551616"},
       {"value", {"--eps"}, tg::kGradcheckUsageError, "--eps"},
       {"value", {"--bogus"}, tg::kGradcheckUsageError, "--bogus"},
       {"empty", {}, tg::kGradcheckAllPassed, ""},
