@@ -365,8 +365,8 @@ template <class T>
 // exponential e_ab = exp(s_ab − c) serve row a, row b (s is symmetric) and the backward pass:
 //   lse_a = c + log Σ_b e_ab,   exp(s_ab − lse_a) = e_ab·g_a  with g_a = exp(c − lse_a).
 // Every term has s_ab − c ≥ −2c, so this is exact to rounding while e^(−2c) is a normal number
-// with room to spare: 2c ≤ 80 in float (e^−80 ≈ 1.8e−35; the smallest normal is about e^−87.3)
-// and 2c ≤ 700 in double (smallest normal about e^−708.4). Then g_a ≤ e^(2c) cannot overflow
+// with room to spare. That needs 2c ≤ 80 in float (e^−80 ≈ 1.8e−35, and the smallest normal is
+// about e^−87.3) and 2c ≤ 700 in double (smallest normal about e^−708.4). Then g_a ≤ e^(2c) cannot overflow
 // either. Colder temperatures take the running-maximum path above, and so does N = 1, where the
 // running maximum makes lse_a = s_a,p(a) exactly and with it a loss and gradient of exactly 0.
 template <class T>
@@ -375,9 +375,9 @@ bool bounded_shift_applies(std::int64_t rows, double temperature) {
   return rows > 2 && 2.0 / temperature <= exponent_limit;
 }
 
-// eˣ for x in the range the bounded shift produces, [−2c − 1, 1] with 2c ≤ 80 in float and 700
-// in double: the polynomial of exp_polynomial without its clamps, and with one power of two,
-// because 2ᵏ stays a normal number there. Not for -inf, NaN or x outside that range.
+// Returns eˣ for x in the range the bounded shift produces, [−2c − 1, 1] with 2c ≤ 80 in float
+// and 700 in double. It is exp_polynomial without the clamps and with one power of two, because
+// 2ᵏ stays a normal number there. Not for -inf, NaN or x outside that range.
 template <class T>
 [[gnu::always_inline]] inline T exp_bounded(T x) {
   T k;
@@ -412,7 +412,7 @@ template <class T>
 
 // Overwrites the tile's s_ab with e_ab = exp(s_ab − c) and adds each e_ab to sums[a] and sums[b]:
 // over the whole of an off-diagonal tile, and over the part b > a of a diagonal one (its upper
-// triangle, which holds each pair a ≠ b once), where e_aa is set to 0. Row sums gather in `lanes`
+// triangle, which contains each pair a ≠ b once), where e_aa is set to 0. Row sums gather in `lanes`
 // partial sums and column sums in `column_sums` (|J| elements), both in T within the tile, then
 // in double across tiles.
 template <class T>
@@ -445,7 +445,7 @@ template <class T>
   }
 }
 
-// Writes H_ab = (e_ab·g_a)·w_a + (e_ab·g_b)·w_b into `tile`, where `source` holds e_ab when
+// Writes H_ab = (e_ab·g_a)·w_a + (e_ab·g_b)·w_b into `tile`, where `source` contains e_ab when
 // `exponentials` is true (a kept tile) and s_ab otherwise (a recomputed one, which may be `tile`
 // itself). e_ab·g_a = exp(s_ab − lse_a) ≤ 1 is formed first, so a large cotangent w cannot
 // overflow where the product it stands for does not. A diagonal tile gets its upper triangle
@@ -806,7 +806,7 @@ struct ForwardResult {
 };
 
 // Merges the threads' running maxima and sums into lse = M + log Σ_t sum_t·exp(max_t − M), where
-// M = max_t max_t. `states` holds each thread's maxima, then its sums, R values each.
+// M = max_t max_t. `states` contains each thread's maxima, then its sums, R values each.
 void merge_running_logsumexp(const double* states, int threads, std::int64_t rows, double* lse) {
   for (std::int64_t a = 0; a < rows; ++a) {
     double maximum = -std::numeric_limits<double>::infinity();
@@ -1057,7 +1057,7 @@ void backward(VjpContext& context) {
                                       .weights = weights,
                                       .u = u,
                                       .norms = norms_tensor.data<double>(),
-                                      .inverse_temperature = static_cast<T>(1.0 / temperature),
+                                      .inverse_temperature = shift,
                                       .layout = layout};
   finish_gradient_rows_dispatch(gradient_rows, gradient_data);
   context.accumulate(0, std::move(gradient));

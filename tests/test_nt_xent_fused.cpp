@@ -416,21 +416,26 @@ TEST_CASE("fused backward is bit-reproducible") {
 }
 
 TEST_CASE("fused second backward doubles the gradient") {
-  // A batch of one tile (R = 6) and one of several (R = 600): the backward reuses the forward's
-  // tile in the first case, and a second backward must find that tile unchanged.
+  // A batch of one tile (R = 6) and one of several (R = 600), with the tiles kept (the default)
+  // and computed again (fused_cache_bytes = 0). A second backward must find kept tiles unchanged.
   for (const std::int64_t rows : {6, 600}) {
-    CAPTURE(rows);
-    const tg::Tensor z = tg::Tensor::randn({rows, 5}, 43, tg::Dtype::f64);
-    tg::Tape tape;
-    tg::Var leaf = tape.leaf(z);
-    tg::Var loss = tg::nt_xent_fused(leaf, {});
-    tape.backward(loss);
-    const std::vector<double> once = leaf.grad().to_vector();
-    tape.backward(loss);
-    const std::vector<double> twice = leaf.grad().to_vector();
-    REQUIRE(once.size() == twice.size());
-    for (std::size_t i = 0; i < once.size(); ++i) {
-      CHECK(twice[i] == 2.0 * once[i]);
+    for (const std::int64_t cache_bytes : {tg::NtXentOptions{}.fused_cache_bytes, std::int64_t{0}}) {
+      CAPTURE(rows);
+      CAPTURE(cache_bytes);
+      tg::NtXentOptions options;
+      options.fused_cache_bytes = cache_bytes;
+      const tg::Tensor z = tg::Tensor::randn({rows, 5}, 43, tg::Dtype::f64);
+      tg::Tape tape;
+      tg::Var leaf = tape.leaf(z);
+      tg::Var loss = tg::nt_xent_fused(leaf, options);
+      tape.backward(loss);
+      const std::vector<double> once = leaf.grad().to_vector();
+      tape.backward(loss);
+      const std::vector<double> twice = leaf.grad().to_vector();
+      REQUIRE(once.size() == twice.size());
+      for (std::size_t i = 0; i < once.size(); ++i) {
+        CHECK(twice[i] == 2.0 * once[i]);
+      }
     }
   }
 }
@@ -509,8 +514,8 @@ TEST_CASE("fused far-apart rows keep full precision at every temperature") {
   // D = 1 and rows (1, -1, -1, -1), concatenated: row 0's positive is row 2, and every other row
   // points the opposite way, so each of its three logits is -c = -1/temperature, 2c below the
   // largest possible logit. Its loss is log Σ exp(-c) − (-c) = log 3 exactly, at any temperature.
-  // Under the bounded shift each term is e^(−2c), which float32 holds as a normal number up to
-  // 2c = 87; a limit set past that would lose the terms and return -inf or NaN.
+  // Under the bounded shift each term is e^(−2c), a normal float32 number up to 2c = 87. A limit
+  // set past that would lose the terms and return -inf or NaN.
   for (const PathCase& path : path_cases) {
     CAPTURE(path.dtype);
     CAPTURE(path.temperature);
